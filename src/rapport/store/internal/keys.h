@@ -1,0 +1,51 @@
+// Key and value encodings of the store (the contract is docs/formats/store.md). All integers are
+// big-endian so that byte order is numeric order.
+#ifndef RAPPORT_STORE_INTERNAL_KEYS_H_
+#define RAPPORT_STORE_INTERNAL_KEYS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rapport/base/time.h"
+#include "rapport/store/store.h"
+
+namespace rapport::store::internal {
+
+inline constexpr char kValueVersion = 1;
+
+void PutU16(std::string* out, uint16_t v);
+void PutU32(std::string* out, uint32_t v);
+void PutU64(std::string* out, uint64_t v);
+uint32_t GetU32(std::string_view in);  // requires in.size() >= 4
+uint64_t GetU64(std::string_view in);  // requires in.size() >= 8
+
+// Signed microseconds mapped to an unsigned value with the same order.
+inline uint64_t OrderedTime(base::Micros t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
+inline base::Micros FromOrderedTime(uint64_t v) { return static_cast<base::Micros>(v ^ (1ULL << 63)); }
+
+// events: seq(8)
+std::string EventKey(uint64_t seq);
+// events value: version(1) workspace(4) timestamp(8) received_at(8) envelope(...)
+std::string EventValue(const EventWrite& e);
+std::optional<StoredEvent> DecodeEvent(std::string_view key, std::string_view value);
+
+// person: workspace(4) kind(1) id_len(2) id timestamp(8) seq(8)
+std::string PersonPrefix(uint32_t workspace, IdKind kind, std::string_view id);
+std::string PersonKey(uint32_t workspace, IdKind kind, std::string_view id, base::Micros timestamp,
+                      uint64_t seq);
+
+// dedupe: workspace(4) message_id
+std::string DedupeKey(uint32_t workspace, std::string_view message_id);
+// dedupe value: version(1) seq(8) expires_at(8)
+std::string DedupeValue(uint64_t seq, base::Micros expires_at);
+struct DedupeRecord {
+  uint64_t seq;
+  base::Micros expires_at;
+};
+std::optional<DedupeRecord> DecodeDedupe(std::string_view value);
+
+}  // namespace rapport::store::internal
+
+#endif  // RAPPORT_STORE_INTERNAL_KEYS_H_

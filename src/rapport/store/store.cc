@@ -1,0 +1,579 @@
+#include "rapport/store/store.h"
+
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/statistics.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+#include <deque>
+#include <future>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "rapport/base/check.h"
+#include "rapport/base/error.h"
+#include "rapport/base/status.h"
+#include "rapport/base/strings.h"
+#include "rapport/store/internal/keys.h"
+
+namespace rapport::store {
+namespace {
+
+using internal::DecodeDedupe;
+using internal::DecodeEvent;
+using internal::DedupeKey;
+using internal::DedupeValue;
+using internal::EventKey;
+using internal::EventValue;
+using internal::PersonKey;
+using internal::PersonPrefix;
+
+constexpr char kFormatKey[] = "format";
+constexpr char kFormatVersion[] = "1";
+constexpr size_t kMaxGroupRequests = 1024;
+constexpr size_t kMaxGroupBytes = size_t{32} << 20;
+const std::string kIndexValue(1, internal::kValueVersion);
+
+enum Cf { kMeta, kEvents, kPerson, kDedupe, kNumCfs };
+constexpr const char* kCfNames[kNumCfs] = {"meta", "events", "person", "dedupe"};
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string message = fmt::format("{}: {}", what, s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  return absl::UnavailableError(message);
+}
+
+// Drops deduplication records whose window has passed. Reads ignore expired records too, so
+// this only reclaims space; it never changes an answer.
+class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit DedupeExpiryFilter(const base::Clock* clock) : clock_(clock) {}
+  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    auto record = DecodeDedupe(std::string_view(value.data(), value.size()));
+    return record && record->expires_at <= clock_->Now();
+  }
+  const char* Name() const override { return "rapport.DedupeExpiryFilter"; }
+
+ private:
+  const base::Clock* clock_;
+};
+
+struct Pending {
+  std::vector<EventWrite> events;
+  std::vector<std::string> values;  // encoded event values, built by the caller's thread
+  size_t bytes = 0;
+  CommitCallback done;
+};
+
+}  // namespace
+
+absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view text) {
+  if (text == "always") return SyncPolicy{};
+  if (text.starts_with("interval:")) {
+    const std::string_view digits = text.substr(9);
+    int ms = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
+    if (ec == std::errc() && end == digits.data() + digits.size() && ms >= 1 && ms <= 60000) {
+      return SyncPolicy{SyncPolicy::Mode::kInterval, ms};
+    }
+  }
+  return base::InvalidField("invalid_sync", "--sync",
+                            fmt::format("--sync must be 'always' or 'interval:<ms>' with ms from "
+                                        "1 to 60000, not '{}'",
+                                        text));
+}
+
+struct Store::Impl {
+  StoreOptions options;
+  std::unique_ptr<DedupeExpiryFilter> dedupe_filter;
+  std::shared_ptr<rocksdb::Statistics> statistics;
+  rocksdb::DB* db = nullptr;
+  rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
+
+  absl::Mutex mu;
+  absl::CondVar work_cv;
+  std::deque<Pending> queue ABSL_GUARDED_BY(mu);
+  size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
+  bool closing ABSL_GUARDED_BY(mu) = false;
+  bool closed ABSL_GUARDED_BY(mu) = false;
+  absl::Status latched ABSL_GUARDED_BY(mu);  // why writes stopped; OK while they go on
+
+  std::thread writer;
+  std::thread syncer;
+  uint64_t next_seq = 1;  // the writer thread's alone after Open
+
+  // Metrics (null when options.metrics is null).
+  base::Histogram* commit_seconds = nullptr;
+  base::Histogram* group_requests = nullptr;
+  base::Histogram* group_events = nullptr;
+  base::Gauge* queue_depth = nullptr;
+  base::Gauge* read_only_gauge = nullptr;
+  base::Counter* write_failures = nullptr;
+  base::Counter* queue_full = nullptr;
+
+  absl::Status Latch(absl::Status why) {
+    absl::MutexLock lock(&mu);
+    if (latched.ok()) {
+      latched = absl::UnavailableError(
+          absl::StrCat("the store stopped accepting writes after a failure: ", why.message()));
+      if (read_only_gauge) read_only_gauge->Set(1);
+      if (write_failures) write_failures->Inc();
+    }
+    return latched;
+  }
+
+  void WriterLoop();
+  void SyncLoop();
+  void CommitGroup(std::vector<Pending>& group);
+  void RegisterMetrics();
+};
+
+void Store::Impl::WriterLoop() {
+  for (;;) {
+    std::vector<Pending> group;
+    {
+      absl::MutexLock lock(&mu);
+      while (queue.empty() && !closing) work_cv.Wait(&mu);
+      if (queue.empty()) return;
+      size_t bytes = 0;
+      while (!queue.empty() && group.size() < kMaxGroupRequests && bytes < kMaxGroupBytes) {
+        bytes += queue.front().bytes;
+        queued_bytes -= queue.front().bytes;
+        group.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      if (queue_depth) queue_depth->Set(static_cast<double>(queue.size()));
+    }
+    CommitGroup(group);
+  }
+}
+
+void Store::Impl::CommitGroup(std::vector<Pending>& group) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu);
+    status = latched;
+  }
+  std::vector<std::vector<EventResult>> results(group.size());
+  rocksdb::WriteBatch batch;
+  uint64_t seq = next_seq;
+  size_t events_in_group = 0;
+  if (status.ok()) {
+    const base::Micros now = options.clock->Now();
+    absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq, within this group
+    std::string existing;
+    for (size_t r = 0; r < group.size() && status.ok(); ++r) {
+      Pending& p = group[r];
+      results[r].reserve(p.events.size());
+      for (size_t i = 0; i < p.events.size(); ++i) {
+        const EventWrite& e = p.events[i];
+        std::string dkey = DedupeKey(e.workspace, e.message_id);
+        if (auto it = seen.find(dkey); it != seen.end()) {
+          results[r].push_back({WriteOutcome::kDuplicate, it->second});
+          continue;
+        }
+        rocksdb::Status gs = db->Get(rocksdb::ReadOptions(), cf[kDedupe], dkey, &existing);
+        if (gs.ok()) {
+          auto record = DecodeDedupe(existing);
+          if (record && record->expires_at > now) {
+            results[r].push_back({WriteOutcome::kDuplicate, record->seq});
+            continue;
+          }
+        } else if (!gs.IsNotFound()) {
+          status = FromRocks(gs, "reading the deduplication record");
+          break;
+        }
+        const uint64_t s = seq++;
+        batch.Put(cf[kEvents], EventKey(s), p.values[i]);
+        batch.Put(cf[kDedupe], dkey, DedupeValue(s, now + options.dedupe_window));
+        if (!e.user_id.empty()) {
+          batch.Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s),
+                    kIndexValue);
+        }
+        if (!e.anonymous_id.empty()) {
+          batch.Put(cf[kPerson],
+                    PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s),
+                    kIndexValue);
+        }
+        seen.emplace(std::move(dkey), s);
+        results[r].push_back({WriteOutcome::kStored, s});
+        ++events_in_group;
+      }
+    }
+  }
+  if (status.ok() && batch.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = options.sync.mode == SyncPolicy::Mode::kAlways;
+    const auto start = std::chrono::steady_clock::now();
+    rocksdb::Status ws = db->Write(wo, &batch);
+    if (commit_seconds) {
+      commit_seconds->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    if (ws.ok()) {
+      next_seq = seq;
+    } else {
+      status = Latch(FromRocks(ws, "writing to the store"));
+    }
+  }
+  if (group_requests) {
+    group_requests->Observe(static_cast<double>(group.size()));
+    group_events->Observe(static_cast<double>(events_in_group));
+  }
+  for (size_t r = 0; r < group.size(); ++r) {
+    if (status.ok()) {
+      std::move(group[r].done)(std::move(results[r]));
+    } else {
+      std::move(group[r].done)(status);
+    }
+  }
+}
+
+void Store::Impl::SyncLoop() {
+  absl::MutexLock lock(&mu);
+  while (!closing) {
+    work_cv.WaitWithTimeout(&mu, absl::Milliseconds(options.sync.interval_ms));
+    if (closing) break;
+    mu.Unlock();
+    rocksdb::Status s = db->SyncWAL();
+    mu.Lock();
+    if (!s.ok() && latched.ok()) {
+      mu.Unlock();
+      Latch(FromRocks(s, "syncing the write-ahead log"));
+      mu.Lock();
+    }
+  }
+}
+
+void Store::Impl::RegisterMetrics() {
+  base::Registry* m = options.metrics;
+  if (!m) return;
+  commit_seconds = &m->GetHistogram("rapport_store_commit_seconds",
+                                    "Time to write (and, with --sync=always, fsync) one commit group.",
+                                    base::LatencyBuckets());
+  group_requests = &m->GetHistogram("rapport_store_commit_group_requests",
+                                    "Requests committed together in one WriteBatch.",
+                                    base::CountBuckets());
+  group_events = &m->GetHistogram("rapport_store_commit_group_events",
+                                  "Events stored by one commit group.", base::CountBuckets());
+  queue_depth = &m->GetGauge("rapport_store_commit_queue_requests",
+                             "Requests waiting for the store's writer.");
+  read_only_gauge = &m->GetGauge("rapport_store_read_only",
+                                 "1 when the store latched read-only after a write failure.");
+  write_failures = &m->GetCounter("rapport_store_write_failures_total",
+                                  "Failed writes to the store (each latches it read-only).");
+  queue_full = &m->GetCounter("rapport_store_queue_full_total",
+                              "Commits refused because the commit queue was full.");
+  std::shared_ptr<rocksdb::Statistics> stats = statistics;
+  m->AddCollector([stats](std::string* out) {
+    rocksdb::HistogramData wal;
+    stats->histogramData(rocksdb::WAL_FILE_SYNC_MICROS, &wal);
+    absl::StrAppend(out,
+                    "# HELP rapport_store_wal_sync_seconds fsync of RocksDB's write-ahead log.\n"
+                    "# TYPE rapport_store_wal_sync_seconds summary\n");
+    absl::StrAppend(out, "rapport_store_wal_sync_seconds{quantile=\"0.5\"} ", wal.median / 1e6, "\n");
+    absl::StrAppend(out, "rapport_store_wal_sync_seconds{quantile=\"0.99\"} ", wal.percentile99 / 1e6,
+                    "\n");
+    absl::StrAppend(out, "rapport_store_wal_sync_seconds_sum ", static_cast<double>(wal.sum) / 1e6,
+                    "\n");
+    absl::StrAppend(out, "rapport_store_wal_sync_seconds_count ", wal.count, "\n");
+  });
+}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("the store needs a directory");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->dedupe_filter = std::make_unique<DedupeExpiryFilter>(options.clock);
+  impl->statistics = rocksdb::CreateDBStatistics();
+  impl->statistics->set_stats_level(rocksdb::StatsLevel::kExceptTimeForMutex);
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.statistics = impl->statistics;
+  db_options.keep_log_file_num = 5;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+
+  auto table_options = [](bool bloom) {
+    rocksdb::BlockBasedTableOptions t;
+    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    return rocksdb::NewBlockBasedTableFactory(t);
+  };
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+  for (int i = 0; i < kNumCfs; ++i) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    cf_options.compression = rocksdb::kLZ4Compression;
+    if (i == kEvents) cf_options.write_buffer_size = size_t{64} << 20;
+    if (i == kDedupe) {
+      cf_options.compaction_filter = impl->dedupe_filter.get();
+      cf_options.table_factory.reset(table_options(/*bloom=*/true));
+    } else {
+      cf_options.table_factory.reset(table_options(/*bloom=*/i == kMeta));
+    }
+    descriptors.emplace_back(kCfNames[i], cf_options);
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s =
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &handles, &impl->db)
+          : rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &impl->db);
+  if (!s.ok()) {
+    if (s.ToString().find("lock") != std::string::npos) {
+      return base::MakeError(
+          absl::StatusCode::kFailedPrecondition, "store_in_use",
+          fmt::format("the store at {} is in use by another process (is `rapport serve` "
+                      "running on it?)",
+                      options.path));
+    }
+    if (options.read_only && s.IsPathNotFound()) {
+      return absl::NotFoundError(absl::StrCat("there is no store at ", options.path));
+    }
+    return FromRocks(s, absl::StrCat("opening the store at ", options.path));
+  }
+  // handles[0] is the default column family, which rapport does not use but must keep open.
+  for (int i = 0; i < kNumCfs; ++i) impl->cf[i] = handles[i + 1];
+  impl->db->DestroyColumnFamilyHandle(handles[0]);
+
+  auto store = std::unique_ptr<Store>(new Store(std::move(impl)));
+  Impl& st = *store->impl_;
+
+  std::string format;
+  s = st.db->Get(rocksdb::ReadOptions(), st.cf[kMeta], kFormatKey, &format);
+  if (s.IsNotFound() && !options.read_only) {
+    RAPPORT_RETURN_IF_ERROR(store->WriteMeta({{kFormatKey, kFormatVersion}}));
+  } else if (!s.ok() && !s.IsNotFound()) {
+    return FromRocks(s, "reading the store's format version");
+  } else if (s.ok() && format != kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the store at ", options.path, " has format version ", format,
+        ", which this build (format ", kFormatVersion, ") cannot read"));
+  }
+
+  std::unique_ptr<rocksdb::Iterator> it(st.db->NewIterator(rocksdb::ReadOptions(), st.cf[kEvents]));
+  it->SeekToLast();
+  if (it->Valid() && it->key().size() == 8) {
+    st.next_seq = internal::GetU64(std::string_view(it->key().data(), 8)) + 1;
+  }
+  RAPPORT_RETURN_IF_ERROR(FromRocks(it->status(), "finding the last event"));
+
+  st.RegisterMetrics();
+  if (!options.read_only) {
+    st.writer = std::thread([&st] { st.WriterLoop(); });
+    if (options.sync.mode == SyncPolicy::Mode::kInterval) {
+      st.syncer = std::thread([&st] { st.SyncLoop(); });
+    }
+  }
+  return store;
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Store::~Store() { Close(); }
+
+void Store::Close() {
+  Impl& st = *impl_;
+  {
+    absl::MutexLock lock(&st.mu);
+    if (st.closed) return;
+    st.closing = true;
+    st.work_cv.SignalAll();
+  }
+  if (st.writer.joinable()) st.writer.join();
+  if (st.syncer.joinable()) st.syncer.join();
+  if (!st.options.read_only) {
+    rocksdb::Status s = st.db->SyncWAL();
+    if (!s.ok()) RAPPORT_BUG(absl::StrCat("final WAL sync failed: ", s.ToString()));
+  }
+  for (auto*& handle : st.cf) {
+    if (handle) st.db->DestroyColumnFamilyHandle(handle);
+    handle = nullptr;
+  }
+  rocksdb::Status s = st.db->Close();
+  if (!s.ok()) RAPPORT_BUG(absl::StrCat("closing the store failed: ", s.ToString()));
+  delete st.db;
+  st.db = nullptr;
+  absl::MutexLock lock(&st.mu);
+  st.closed = true;
+}
+
+absl::Status Store::CommitEvents(std::vector<EventWrite> events, CommitCallback done) {
+  Impl& st = *impl_;
+  if (st.options.read_only) {
+    return absl::FailedPreconditionError("the store was opened read-only");
+  }
+  Pending p;
+  p.values.reserve(events.size());
+  for (const EventWrite& e : events) {
+    RAPPORT_DCHECK(!e.message_id.empty());
+    p.values.push_back(EventValue(e));
+    p.bytes += p.values.back().size();
+  }
+  p.events = std::move(events);
+  p.done = std::move(done);
+
+  absl::MutexLock lock(&st.mu);
+  if (!st.latched.ok()) return st.latched;
+  if (st.closing) return absl::UnavailableError("the store is closing");
+  if (st.queue.size() >= st.options.max_queued_requests ||
+      st.queued_bytes + p.bytes > st.options.max_queued_bytes) {
+    if (st.queue_full) st.queue_full->Inc();
+    return base::MakeError(absl::StatusCode::kResourceExhausted, "overloaded",
+                           "the store's commit queue is full; retry after a short pause");
+  }
+  st.queued_bytes += p.bytes;
+  st.queue.push_back(std::move(p));
+  if (st.queue_depth) st.queue_depth->Set(static_cast<double>(st.queue.size()));
+  st.work_cv.Signal();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<EventResult>> Store::CommitEventsAndWait(std::vector<EventWrite> events) {
+  std::promise<absl::StatusOr<std::vector<EventResult>>> promise;
+  auto future = promise.get_future();
+  RAPPORT_RETURN_IF_ERROR(CommitEvents(
+      std::move(events),
+      [&promise](absl::StatusOr<std::vector<EventResult>> r) { promise.set_value(std::move(r)); }));
+  return future.get();
+}
+
+absl::StatusOr<EventPage> Store::ReadPersonEvents(uint32_t workspace, IdKind kind,
+                                                  std::string_view id, std::string_view cursor,
+                                                  size_t limit) const {
+  const Impl& st = *impl_;
+  if (limit == 0) return absl::InvalidArgumentError("limit must be at least 1");
+  if (id.size() > 0xFFFF) return absl::InvalidArgumentError("identifier too long");
+  const std::string prefix = PersonPrefix(workspace, kind, id);
+  std::string start = prefix;
+  std::string after;
+  if (!cursor.empty()) {
+    std::string raw;
+    if (!absl::WebSafeBase64Unescape(base::AsAbsl(cursor), &raw) || raw.size() != 16) {
+      return base::InvalidField("invalid_cursor", "cursor",
+                                "cursor is not one this server issued for this listing");
+    }
+    after = prefix + raw;
+    start = after;
+  }
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(st.db->NewIterator(ro, st.cf[kPerson]));
+  std::vector<uint64_t> seqs;
+  std::string last_suffix;
+  bool more = false;
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    if (!key.starts_with(prefix) || key.size() != prefix.size() + 16) break;
+    if (key == after) continue;
+    if (seqs.size() == limit) {
+      more = true;
+      break;
+    }
+    seqs.push_back(internal::GetU64(key.substr(prefix.size() + 8)));
+    last_suffix = std::string(key.substr(prefix.size()));
+  }
+  RAPPORT_RETURN_IF_ERROR(FromRocks(it->status(), "reading the person index"));
+
+  EventPage page;
+  std::vector<std::string> keys;
+  keys.reserve(seqs.size());
+  for (uint64_t s : seqs) keys.push_back(EventKey(s));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), st.cf[kEvents]);
+  std::vector<std::string> values;
+  std::vector<rocksdb::Status> statuses = st.db->MultiGet(ro, cfs, slices, &values);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    RAPPORT_RETURN_IF_ERROR(FromRocks(statuses[i], "reading an event"));
+    auto event = DecodeEvent(keys[i], values[i]);
+    if (!event) return absl::DataLossError(absl::StrCat("event ", seqs[i], " cannot be decoded"));
+    page.events.push_back(std::move(*event));
+  }
+  if (more) absl::WebSafeBase64Escape(last_suffix, &page.next_cursor);
+  return page;
+}
+
+absl::Status Store::ScanEvents(uint64_t from_seq,
+                               absl::FunctionRef<bool(const StoredEvent&)> fn) const {
+  const Impl& st = *impl_;
+  std::unique_ptr<rocksdb::Iterator> it(
+      st.db->NewIterator(rocksdb::ReadOptions(), st.cf[kEvents]));
+  for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {
+    auto event = DecodeEvent(std::string_view(it->key().data(), it->key().size()),
+                             std::string_view(it->value().data(), it->value().size()));
+    if (!event) return absl::DataLossError("an event in the store cannot be decoded");
+    if (!fn(*event)) break;
+  }
+  return FromRocks(it->status(), "scanning events");
+}
+
+absl::StatusOr<std::optional<std::string>> Store::GetMeta(std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cf[kMeta], key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading metadata"));
+  return value;
+}
+
+absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts) {
+  Impl& st = *impl_;
+  if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
+  {
+    absl::MutexLock lock(&st.mu);
+    if (!st.latched.ok()) return st.latched;
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : puts) batch.Put(st.cf[kMeta], k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = st.db->Write(wo, &batch);
+  if (!s.ok()) return st.Latch(FromRocks(s, "writing metadata"));
+  return absl::OkStatus();
+}
+
+absl::Status Store::ScanMeta(
+    std::string_view prefix,
+    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf[kMeta]));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    if (!key.starts_with(prefix)) break;
+    if (!fn(key, std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "scanning metadata");
+}
+
+absl::Status Store::health() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->latched;
+}
+
+absl::Status Store::CompactAll() {
+  for (auto* handle : impl_->cf) {
+    rocksdb::CompactRangeOptions options;
+    options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    RAPPORT_RETURN_IF_ERROR(
+        FromRocks(impl_->db->CompactRange(options, handle, nullptr, nullptr), "compacting"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rapport::store

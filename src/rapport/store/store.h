@@ -1,0 +1,160 @@
+// The store: rapport's only user of RocksDB. It owns the column families, key encodings
+// (docs/formats/store.md), the envelope around personal data, the sync policy and group commit.
+//
+// Durability contract: the callback of CommitEvents reports success only after the events are
+// in RocksDB's write-ahead log and, with SyncPolicy kAlways, that log is fsync'd. Requests that
+// arrive while a commit is being synced wait and are committed together in one WriteBatch and
+// one fsync (group commit). If a write fails, the store latches into read-only mode: every later
+// commit fails with Unavailable, reads go on, and health() reports why.
+//
+// Thread safety: every public method may be called from any thread.
+#ifndef RAPPORT_STORE_STORE_H_
+#define RAPPORT_STORE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rapport/base/clock.h"
+#include "rapport/base/metrics.h"
+#include "rapport/base/time.h"
+
+namespace rapport::store {
+
+struct SyncPolicy {
+  enum class Mode {
+    // Every commit group is fsync'd before any of its callbacks run. Nothing acknowledged is
+    // lost on power failure or kernel crash.
+    kAlways,
+    // Commits are written to the OS (surviving a crash of the process, e.g. kill -9) and a
+    // background thread fsyncs the log every `interval_ms`. A power failure or kernel crash
+    // can lose the acknowledged events of the last interval.
+    kInterval,
+  };
+  Mode mode = Mode::kAlways;
+  int interval_ms = 0;
+};
+
+// Parses "always" or "interval:<ms>" (1 ≤ ms ≤ 60000).
+absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view text);
+
+struct StoreOptions {
+  std::string path;  // directory of the RocksDB store; created if missing (unless read_only)
+  SyncPolicy sync;   // default: kAlways
+  // How long a messageId is remembered for deduplication, from the event's receivedAt.
+  // Default 7 days. Expired records are dropped at compaction; reads ignore them before that.
+  base::Micros dedupe_window = 7 * base::kMicrosPerDay;
+  // Bounds of the commit queue; beyond either, CommitEvents answers ResourceExhausted at once
+  // instead of queueing. Defaults: 4096 requests, 256 MiB of payload.
+  size_t max_queued_requests = 4096;
+  size_t max_queued_bytes = size_t{256} << 20;
+  // Opens without the store's lock and without writing: for `rapport export` next to a running
+  // server. Commits fail with FailedPrecondition.
+  bool read_only = false;
+  const base::Clock* clock = base::RealClock::Get();  // not owned; must outlive the Store
+  base::Registry* metrics = nullptr;                  // optional, not owned; must outlive it
+};
+
+// The identifier types an event is indexed under for per-person reads.
+enum class IdKind : uint8_t { kUserId = 'u', kAnonymousId = 'a' };
+
+// One event to store. `payload` is the event's JSON as it will be returned by reads; it is
+// personal data and is written through the envelope (docs/formats/store.md).
+struct EventWrite {
+  uint32_t workspace = 0;
+  std::string message_id;  // non-empty; the deduplication key within the workspace
+  base::Micros timestamp = 0;
+  base::Micros received_at = 0;
+  std::string user_id;       // empty when absent
+  std::string anonymous_id;  // empty when absent
+  std::string payload;
+};
+
+enum class WriteOutcome { kStored, kDuplicate };
+
+struct EventResult {
+  WriteOutcome outcome;
+  uint64_t seq;  // arrival sequence number: of this event, or of the original for a duplicate
+};
+
+struct StoredEvent {
+  uint64_t seq = 0;
+  uint32_t workspace = 0;
+  base::Micros timestamp = 0;
+  base::Micros received_at = 0;
+  std::string payload;
+};
+
+struct EventPage {
+  std::vector<StoredEvent> events;
+  std::string next_cursor;  // empty on the last page
+};
+
+// Called exactly once, on the store's writer thread: keep it short (post elsewhere).
+using CommitCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<EventResult>>) &&>;
+
+class Store {
+ public:
+  // Opens (creating if needed) the store. FailedPrecondition when another process holds it.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();  // Close()s.
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Queues `events` for one atomic WriteBatch. Events whose (workspace, message_id) was stored
+  // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
+  // written again and report kDuplicate. On success of this call, `done` runs later with one
+  // result per event, in order, or with Unavailable if the write failed. On failure of this call
+  // (ResourceExhausted when the queue is full, Unavailable when latched read-only or closing,
+  // FailedPrecondition when opened read-only) `done` is never called.
+  absl::Status CommitEvents(std::vector<EventWrite> events, CommitCallback done);
+
+  // CommitEvents, waiting for the result (for the CLI and tests).
+  absl::StatusOr<std::vector<EventResult>> CommitEventsAndWait(std::vector<EventWrite> events);
+
+  // Events of one person by identifier, oldest first (by timestamp, then arrival). `cursor` is
+  // "" for the first page or a next_cursor from an earlier page; `limit` ≥ 1.
+  absl::StatusOr<EventPage> ReadPersonEvents(uint32_t workspace, IdKind kind,
+                                             std::string_view id, std::string_view cursor,
+                                             size_t limit) const;
+
+  // Calls `fn` for every stored event with seq ≥ `from_seq`, in arrival order, until it
+  // returns false.
+  absl::Status ScanEvents(uint64_t from_seq,
+                          absl::FunctionRef<bool(const StoredEvent&)> fn) const;
+
+  // The small "meta" key space (workspaces, keys): see docs/formats/store.md.
+  absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view key) const;
+  // Writes all `puts` in one synced WriteBatch.
+  absl::Status WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts);
+  absl::Status ScanMeta(std::string_view prefix,
+                        absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn)
+      const;
+
+  // OK, or why the store no longer accepts writes.
+  absl::Status health() const;
+
+  // Compacts every column family (runs the dedupe expiry filter). For tests and maintenance.
+  absl::Status CompactAll();
+
+  // Stops accepting commits, finishes those queued, syncs and closes the database. Idempotent.
+  void Close();
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rapport::store
+
+#endif  // RAPPORT_STORE_STORE_H_

@@ -1,0 +1,255 @@
+#include "rapport/store/store.h"
+
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "rapport/store/envelope.h"
+
+namespace rapport::store {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = std::filesystem::temp_directory_path() /
+            absl::StrCat("rapport_store_test_", getpid(), "_", counter_++);
+    std::filesystem::remove_all(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+EventWrite Event(std::string message_id, std::string user, base::Micros ts, uint32_t ws = 1) {
+  EventWrite e;
+  e.workspace = ws;
+  e.message_id = std::move(message_id);
+  e.user_id = std::move(user);
+  e.timestamp = ts;
+  e.received_at = ts;
+  e.payload = absl::StrCat("{\"messageId\":\"", e.message_id, "\"}");
+  return e;
+}
+
+std::unique_ptr<Store> OpenStore(const std::string& path, const base::Clock* clock = nullptr,
+                                 base::Registry* metrics = nullptr) {
+  StoreOptions options;
+  options.path = path;
+  if (clock) options.clock = clock;
+  options.metrics = metrics;
+  auto store = Store::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return std::move(*store);
+}
+
+TEST(Store, StoresAndReadsBackPerPersonInTimeOrder) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  // Arrival order differs from event-time order.
+  auto r = store->CommitEventsAndWait(
+      {Event("m3", "alice", 300), Event("m1", "alice", 100), Event("b1", "bob", 50),
+       Event("m2", "alice", 200)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 4u);
+  for (const auto& result : *r) EXPECT_EQ(result.outcome, WriteOutcome::kStored);
+
+  auto page = store->ReadPersonEvents(1, IdKind::kUserId, "alice", "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->events.size(), 3u);
+  EXPECT_EQ(page->events[0].payload, "{\"messageId\":\"m1\"}");
+  EXPECT_EQ(page->events[1].payload, "{\"messageId\":\"m2\"}");
+  EXPECT_EQ(page->events[2].payload, "{\"messageId\":\"m3\"}");
+  EXPECT_TRUE(page->next_cursor.empty());
+  // Another workspace sees nothing of workspace 1.
+  auto other = store->ReadPersonEvents(2, IdKind::kUserId, "alice", "", 10);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->events.empty());
+}
+
+TEST(Store, PagesCoverEveryEventOnce) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  std::vector<EventWrite> events;
+  for (int i = 0; i < 95; ++i) events.push_back(Event(absl::StrCat("m", i), "u", (i * 7919) % 101));
+  ASSERT_TRUE(store->CommitEventsAndWait(std::move(events)).ok());
+  std::string cursor;
+  std::set<std::string> seen;
+  base::Micros last = -1;
+  int pages = 0;
+  do {
+    auto page = store->ReadPersonEvents(1, IdKind::kUserId, "u", cursor, 10);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& e : page->events) {
+      EXPECT_GE(e.timestamp, last);
+      last = e.timestamp;
+      EXPECT_TRUE(seen.insert(e.payload).second);
+    }
+    cursor = page->next_cursor;
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(seen.size(), 95u);
+  EXPECT_EQ(pages, 10);
+  EXPECT_FALSE(store->ReadPersonEvents(1, IdKind::kUserId, "u", "not-a-cursor", 10).ok());
+}
+
+TEST(Store, DeduplicatesWithinARequestAcrossRequestsAndAcrossRestarts) {
+  TempDir dir;
+  uint64_t first_seq;
+  {
+    auto store = OpenStore(dir.path());
+    auto r = store->CommitEventsAndWait({Event("a", "u", 1), Event("a", "u", 1)});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ((*r)[0].outcome, WriteOutcome::kStored);
+    EXPECT_EQ((*r)[1].outcome, WriteOutcome::kDuplicate);
+    EXPECT_EQ((*r)[1].seq, (*r)[0].seq);
+    first_seq = (*r)[0].seq;
+    // Same messageId in another workspace is a different event.
+    auto other = store->CommitEventsAndWait({Event("a", "u", 1, /*ws=*/2)});
+    EXPECT_EQ((*other)[0].outcome, WriteOutcome::kStored);
+  }
+  auto store = OpenStore(dir.path());
+  auto r = store->CommitEventsAndWait({Event("a", "u", 1), Event("b", "u", 2)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].outcome, WriteOutcome::kDuplicate);
+  EXPECT_EQ((*r)[0].seq, first_seq);
+  EXPECT_EQ((*r)[1].outcome, WriteOutcome::kStored);
+  EXPECT_GT((*r)[1].seq, first_seq + 1);  // sequence numbers continue after a restart
+  auto page = store->ReadPersonEvents(1, IdKind::kUserId, "u", "", 10);
+  EXPECT_EQ(page->events.size(), 2u);
+}
+
+TEST(Store, DedupeWindowExpiresAndCompactionReclaimsIt) {
+  TempDir dir;
+  base::SimulatedClock clock(1'000'000'000'000'000);
+  auto store = OpenStore(dir.path(), &clock);
+  ASSERT_EQ((*store->CommitEventsAndWait({Event("a", "u", 1)}))[0].outcome, WriteOutcome::kStored);
+  clock.Advance(7 * base::kMicrosPerDay - 1);
+  EXPECT_EQ((*store->CommitEventsAndWait({Event("a", "u", 1)}))[0].outcome,
+            WriteOutcome::kDuplicate);
+  clock.Advance(2);
+  ASSERT_TRUE(store->CompactAll().ok());
+  EXPECT_EQ((*store->CommitEventsAndWait({Event("a", "u", 1)}))[0].outcome, WriteOutcome::kStored);
+}
+
+TEST(Store, ConcurrentCommitsStoreEachEventExactlyOnceInSharedSyncs) {
+  TempDir dir;
+  base::Registry metrics;
+  auto store = OpenStore(dir.path(), nullptr, &metrics);
+  constexpr int kThreads = 8, kRequests = 40, kPerRequest = 5;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<uint64_t> seqs;
+  int duplicates = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRequests; ++r) {
+        std::vector<EventWrite> events;
+        // Every messageId is sent by two threads: exactly one of them stores it.
+        for (int i = 0; i < kPerRequest; ++i) {
+          events.push_back(Event(absl::StrCat("m", t / 2, "-", r, "-", i), "u", r));
+        }
+        auto result = store->CommitEventsAndWait(std::move(events));
+        ASSERT_TRUE(result.ok()) << result.status();
+        std::lock_guard lock(mu);
+        for (const auto& e : *result) {
+          if (e.outcome == WriteOutcome::kStored) {
+            EXPECT_TRUE(seqs.insert(e.seq).second);
+          } else {
+            ++duplicates;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seqs.size(), size_t{kThreads / 2 * kRequests * kPerRequest});
+  EXPECT_EQ(duplicates, kThreads / 2 * kRequests * kPerRequest);
+  int stored = 0;
+  ASSERT_TRUE(store->ScanEvents(0, [&](const StoredEvent&) { return ++stored, true; }).ok());
+  EXPECT_EQ(stored, kThreads / 2 * kRequests * kPerRequest);
+  // Group commit: fewer write groups than requests.
+  auto& groups = metrics.GetHistogram("rapport_store_commit_group_requests", "",
+                                      base::CountBuckets());
+  EXPECT_LT(groups.Count(), uint64_t{kThreads * kRequests});
+}
+
+TEST(Store, ScanIsInArrivalOrderFromASequence) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  auto r = store->CommitEventsAndWait({Event("x", "u", 30), Event("y", "u", 10), Event("z", "u", 20)});
+  std::vector<std::string> order;
+  ASSERT_TRUE(store->ScanEvents((*r)[1].seq, [&](const StoredEvent& e) {
+    order.push_back(e.payload);
+    return true;
+  }).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"{\"messageId\":\"y\"}", "{\"messageId\":\"z\"}"}));
+}
+
+TEST(Store, SecondWriterIsRefusedButAReaderMayOpen) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  ASSERT_TRUE(store->CommitEventsAndWait({Event("a", "u", 1)}).ok());
+  StoreOptions options;
+  options.path = dir.path();
+  auto second = Store::Open(options);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use"), std::string_view::npos);
+
+  options.read_only = true;
+  auto reader = Store::Open(options);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  int n = 0;
+  ASSERT_TRUE((*reader)->ScanEvents(0, [&](const StoredEvent&) { return ++n, true; }).ok());
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ((*reader)->CommitEvents({Event("b", "u", 1)}, [](auto) {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(Store, MetaIsDurableAndScannable) {
+  TempDir dir;
+  {
+    auto store = OpenStore(dir.path());
+    ASSERT_TRUE(store->WriteMeta({{"w/1", "one"}, {"w/2", "two"}, {"x/1", "other"}}).ok());
+  }
+  auto store = OpenStore(dir.path());
+  std::vector<std::string> seen;
+  ASSERT_TRUE(store->ScanMeta("w/", [&](std::string_view k, std::string_view v) {
+    seen.push_back(std::string(k) + "=" + std::string(v));
+    return true;
+  }).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"w/1=one", "w/2=two"}));
+  EXPECT_EQ(**store->GetMeta("x/1"), "other");
+  EXPECT_FALSE(store->GetMeta("nope")->has_value());
+}
+
+TEST(Envelope, RefusesKindsItDoesNotKnow) {
+  std::string sealed;
+  SealPersonalData("secret", &sealed);
+  EXPECT_EQ(*OpenPersonalData(sealed), "secret");
+  sealed[1] = 1;
+  EXPECT_EQ(OpenPersonalData(sealed).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(OpenPersonalData("\x01").ok());
+}
+
+TEST(ParseSyncPolicy, AcceptsTheDocumentedForms) {
+  EXPECT_EQ(ParseSyncPolicy("always")->mode, SyncPolicy::Mode::kAlways);
+  auto interval = ParseSyncPolicy("interval:50");
+  ASSERT_TRUE(interval.ok());
+  EXPECT_EQ(interval->mode, SyncPolicy::Mode::kInterval);
+  EXPECT_EQ(interval->interval_ms, 50);
+  EXPECT_FALSE(ParseSyncPolicy("interval:0").ok());
+  EXPECT_FALSE(ParseSyncPolicy("interval:").ok());
+  EXPECT_FALSE(ParseSyncPolicy("never").ok());
+}
+
+}  // namespace
+}  // namespace rapport::store
