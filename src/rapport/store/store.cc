@@ -127,6 +127,9 @@ struct Store::Impl {
   base::Counter* write_failures = nullptr;
   base::Counter* queue_full = nullptr;
 
+  // Queues a commit, taking `done` only on success.
+  absl::Status Enqueue(std::vector<EventWrite> events, CommitCallback& done);
+
   absl::Status Latch(absl::Status why) {
     absl::MutexLock lock(&mu);
     if (latched.ok()) {
@@ -416,8 +419,13 @@ void Store::Close() {
   st.closed = true;
 }
 
-absl::Status Store::CommitEvents(std::vector<EventWrite> events, CommitCallback done) {
-  Impl& st = *impl_;
+void Store::CommitEvents(std::vector<EventWrite> events, CommitCallback done) {
+  absl::Status refused = impl_->Enqueue(std::move(events), done);
+  if (!refused.ok()) std::move(done)(std::move(refused));
+}
+
+absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback& done) {
+  Impl& st = *this;
   if (st.options.read_only) {
     return absl::FailedPreconditionError("the store was opened read-only");
   }
@@ -450,9 +458,9 @@ absl::Status Store::CommitEvents(std::vector<EventWrite> events, CommitCallback 
 absl::StatusOr<std::vector<EventResult>> Store::CommitEventsAndWait(std::vector<EventWrite> events) {
   std::promise<absl::StatusOr<std::vector<EventResult>>> promise;
   auto future = promise.get_future();
-  RAPPORT_RETURN_IF_ERROR(CommitEvents(
-      std::move(events),
-      [&promise](absl::StatusOr<std::vector<EventResult>> r) { promise.set_value(std::move(r)); }));
+  CommitEvents(std::move(events), [&promise](absl::StatusOr<std::vector<EventResult>> r) {
+    promise.set_value(std::move(r));
+  });
   return future.get();
 }
 

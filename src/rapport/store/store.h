@@ -112,11 +112,11 @@ class Store {
 
   // Queues `events` for one atomic WriteBatch. Events whose (workspace, message_id) was stored
   // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
-  // written again and report kDuplicate. On success of this call, `done` runs later with one
-  // result per event, in order, or with Unavailable if the write failed. On failure of this call
-  // (ResourceExhausted when the queue is full, Unavailable when latched read-only or closing,
-  // FailedPrecondition when opened read-only) `done` is never called.
-  absl::Status CommitEvents(std::vector<EventWrite> events, CommitCallback done);
+  // written again and report kDuplicate. `done` is called exactly once: on the writer thread with
+  // one result per event, in order, or Unavailable if the write failed; or at once, on the
+  // calling thread, with ResourceExhausted when the queue is full, Unavailable when the store is
+  // latched read-only or closing, FailedPrecondition when it was opened read-only.
+  void CommitEvents(std::vector<EventWrite> events, CommitCallback done);
 
   // CommitEvents, waiting for the result (for the CLI and tests).
   absl::StatusOr<std::vector<EventResult>> CommitEventsAndWait(std::vector<EventWrite> events);

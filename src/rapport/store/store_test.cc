@@ -210,7 +210,7 @@ TEST(Store, SecondWriterIsRefusedButAReaderMayOpen) {
   int n = 0;
   ASSERT_TRUE((*reader)->ScanEvents(0, [&](const StoredEvent&) { return ++n, true; }).ok());
   EXPECT_EQ(n, 1);
-  EXPECT_EQ((*reader)->CommitEvents({Event("b", "u", 1)}, [](auto) {}).code(),
+  EXPECT_EQ((*reader)->CommitEventsAndWait({Event("b", "u", 1)}).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
