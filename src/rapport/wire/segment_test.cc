@@ -130,3 +130,31 @@ TEST(EncodeStoredEvent, GoldenAndStableUnderReparse) {
 
 }  // namespace
 }  // namespace rapport::wire
+
+#include "rapport/wire/json_text.h"
+
+namespace rapport::wire {
+namespace {
+
+TEST(ExportLine, RoundTrips) {
+  const std::string line = EncodeExportLine("demo", 42, R"({"type":"track","userId":"u"})");
+  EXPECT_EQ(line, R"({"workspace":"demo","seq":42,"event":{"type":"track","userId":"u"}})");
+  auto parsed = ParseExportLine(line);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->workspace, "demo");
+  EXPECT_EQ(parsed->event_json, R"({"type":"track","userId":"u"})");
+  auto bare = ParseExportLine(R"({"type":"track","userId":"u"})");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_FALSE(bare->workspace.has_value());
+  EXPECT_FALSE(ParseExportLine("nope").ok());
+}
+
+TEST(ReadStringMember, TypesAndAbsence) {
+  EXPECT_EQ(**ReadStringMember(R"({"name":"x"})", "name"), "x");
+  EXPECT_FALSE(ReadStringMember(R"({"other":1})", "name")->has_value());
+  EXPECT_EQ(base::GetErrorDetails(ReadStringMember(R"({"name":1})", "name").status()).field, "name");
+  EXPECT_FALSE(ReadStringMember("[]", "name").ok());
+}
+
+}  // namespace
+}  // namespace rapport::wire

@@ -1,0 +1,253 @@
+#include "rapport/app/api.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <memory>
+
+#include "rapport/base/check.h"
+#include "rapport/base/error.h"
+#include "rapport/base/status.h"
+#include "rapport/wire/json_text.h"
+#include "rapport/wire/segment.h"
+
+namespace rapport::app {
+namespace {
+
+using http::ErrorResponse;
+using http::ErrorShape;
+using http::Method;
+using http::Request;
+using http::Responder;
+using http::Response;
+
+Response Json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string_view OutcomeName(collect::Outcome o) {
+  switch (o) {
+    case collect::Outcome::kStored: return "stored";
+    case collect::Outcome::kDuplicate: return "duplicate";
+    case collect::Outcome::kRejected: return "rejected";
+  }
+  return "rejected";
+}
+
+// The answer to a tracking request once its messages have been handled (docs/api/tracking.md).
+Response TrackingResponse(const std::vector<collect::MessageResult>& results, bool is_batch) {
+  if (!is_batch) {
+    const collect::MessageResult& r = results.at(0);
+    if (r.outcome == collect::Outcome::kRejected) return ErrorResponse(r.error, ErrorShape::kSegment);
+    std::string body = "{\"success\":true,\"messageId\":";
+    wire::AppendQuoted(&body, r.message_id);
+    body += fmt::format(",\"status\":\"{}\"}}", OutcomeName(r.outcome));
+    return Json(200, std::move(body));
+  }
+  size_t counts[3] = {0, 0, 0};
+  std::string items;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const collect::MessageResult& r = results[i];
+    ++counts[static_cast<int>(r.outcome)];
+    if (i) items += ',';
+    items += fmt::format("{{\"index\":{},\"messageId\":", i);
+    items += r.message_id.empty() ? "null" : wire::Quote(r.message_id);
+    items += fmt::format(",\"status\":\"{}\"", OutcomeName(r.outcome));
+    if (r.outcome == collect::Outcome::kRejected) {
+      items += ",\"error\":{" + http::ErrorMembers(r.error) + "}";
+    }
+    items += '}';
+  }
+  const size_t rejected = counts[static_cast<int>(collect::Outcome::kRejected)];
+  std::string head;
+  if (rejected == 0) {
+    head = "{\"success\":true";
+  } else {
+    head = fmt::format(
+        "{{\"success\":false,\"code\":\"invalid_messages\",\"message\":\"{} of {} messages were "
+        "rejected (see results); the others were stored\"",
+        rejected, results.size());
+  }
+  return Json(rejected ? 400 : 200,
+              fmt::format("{},\"stored\":{},\"duplicates\":{},\"rejected\":{},\"results\":[{}]}}",
+                          head, counts[0], counts[1], rejected, items));
+}
+
+absl::Status Unauthenticated(std::string_view code, std::string_view message) {
+  return base::MakeError(absl::StatusCode::kUnauthenticated, code, message);
+}
+
+http::Handler TrackingHandler(const Services& s, std::optional<wire::EventType> type) {
+  return [s, type](Request&& req, Responder&& respond) {
+    std::optional<uint32_t> workspace;
+    auto authenticate = [&](const std::string& key) -> absl::Status {
+      auto info = s.workspaces->Authenticate(key);
+      if (!info || info->kind != trust::KeyKind::kWrite) {
+        return Unauthenticated("invalid_write_key", "the write key is not known to this server");
+      }
+      workspace = info->workspace;
+      return absl::OkStatus();
+    };
+    const std::optional<std::string> header_key = trust::BasicUser(req.authorization);
+    if (header_key) {
+      if (auto st = authenticate(*header_key); !st.ok()) {
+        return std::move(respond)(ErrorResponse(st, ErrorShape::kSegment));
+      }
+    }
+    auto parsed = wire::ParseTrackingRequest(req.body, type);
+    if (!parsed.ok()) {
+      s.metrics
+          ->GetCounter("rapport_ingest_requests_rejected_total",
+                       "Tracking requests refused whole, by reason.",
+                       {{"reason", base::GetErrorDetails(parsed.status()).code}})
+          .Inc();
+      return std::move(respond)(ErrorResponse(parsed.status(), ErrorShape::kSegment));
+    }
+    if (!workspace) {
+      if (!parsed->write_key) {
+        return std::move(respond)(ErrorResponse(
+            Unauthenticated("missing_write_key",
+                            "send the write key as the HTTP Basic username (empty password) or "
+                            "as 'writeKey' in the body"),
+            ErrorShape::kSegment));
+      }
+      if (auto st = authenticate(*parsed->write_key); !st.ok()) {
+        return std::move(respond)(ErrorResponse(st, ErrorShape::kSegment));
+      }
+    }
+    const bool is_batch = parsed->is_batch;
+    s.ingestor->Ingest(
+        *workspace, *std::move(parsed), collect::Mode::kLive,
+        [respond = std::move(respond), is_batch](
+            absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
+          if (!results.ok()) {
+            return std::move(respond)(ErrorResponse(results.status(), ErrorShape::kSegment));
+          }
+          std::move(respond)(TrackingResponse(*results, is_batch));
+        });
+  };
+}
+
+// Authenticates a secret key holding `scope`, or answers 401/403.
+absl::StatusOr<trust::KeyInfo> RequireScope(const Services& s, const Request& req,
+                                            std::string_view scope) {
+  auto token = trust::BearerToken(req.authorization);
+  if (!token) {
+    return Unauthenticated("missing_secret_key",
+                           "send a secret key as 'Authorization: Bearer <key>'");
+  }
+  auto info = s.workspaces->Authenticate(*token);
+  if (!info) return Unauthenticated("invalid_secret_key", "the key is not known to this server");
+  if (!info->HasScope(scope)) {
+    return base::MakeError(absl::StatusCode::kPermissionDenied, "missing_scope",
+                           fmt::format("this key lacks the '{}' scope{}", scope,
+                                       info->kind == trust::KeyKind::kWrite
+                                           ? " (write keys may only send events)"
+                                           : ""));
+  }
+  return *info;
+}
+
+absl::StatusOr<size_t> Limit(const Request& req, size_t fallback, size_t max) {
+  auto text = req.Query("limit");
+  if (!text) return fallback;
+  size_t value = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value < 1 || value > max) {
+    return base::InvalidField("invalid_field", "limit",
+                              fmt::format("limit must be a whole number from 1 to {}", max),
+                              static_cast<int64_t>(max));
+  }
+  return value;
+}
+
+void ListEvents(const Services& s, Request&& req, Responder&& respond) {
+  auto run = [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    auto user = req.Query("userId");
+    auto anonymous = req.Query("anonymousId");
+    if (user.has_value() == anonymous.has_value() || (user && user->empty()) ||
+        (anonymous && anonymous->empty())) {
+      return base::InvalidField("missing_id", "userId",
+                                "give exactly one of the query parameters userId and anonymousId");
+    }
+    RAPPORT_ASSIGN_OR_RETURN(size_t limit, Limit(req, 100, 1000));
+    RAPPORT_ASSIGN_OR_RETURN(
+        store::EventPage page,
+        s.store->ReadPersonEvents(key.workspace,
+                                  user ? store::IdKind::kUserId : store::IdKind::kAnonymousId,
+                                  user ? *user : *anonymous, req.Query("cursor").value_or(""),
+                                  limit));
+    std::string body = "{\"events\":[";
+    for (size_t i = 0; i < page.events.size(); ++i) {
+      if (i) body += ',';
+      body += page.events[i].payload;
+    }
+    body += "],\"next_cursor\":";
+    body += page.next_cursor.empty() ? "null" : wire::Quote(page.next_cursor);
+    body += '}';
+    return Json(200, std::move(body));
+  };
+  auto response = run();
+  std::move(respond)(response.ok() ? *std::move(response)
+                                   : ErrorResponse(response.status(), ErrorShape::kNative));
+}
+
+void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
+  auto run = [&]() -> absl::StatusOr<Response> {
+    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> name, wire::ReadStringMember(req.body, "name"));
+    if (!name) return base::InvalidField("missing_field", "name", "give the workspace a 'name'");
+    RAPPORT_ASSIGN_OR_RETURN(trust::CreatedWorkspace created, s.workspaces->Create(*name));
+    return Json(201, fmt::format("{{\"workspace\":{},\"id\":{},\"write_key\":{},\"secret_key\":{}}}",
+                                 wire::Quote(created.workspace.name), created.workspace.id,
+                                 wire::Quote(created.write_key), wire::Quote(created.secret_key)));
+  };
+  auto response = run();
+  std::move(respond)(response.ok() ? *std::move(response)
+                                   : ErrorResponse(response.status(), ErrorShape::kNative));
+}
+
+}  // namespace
+
+std::vector<http::Route> Routes(const Services& s) {
+  std::vector<http::Route> routes;
+  for (auto type : {wire::EventType::kIdentify, wire::EventType::kTrack, wire::EventType::kPage,
+                    wire::EventType::kScreen, wire::EventType::kGroup, wire::EventType::kAlias}) {
+    const std::string name(wire::EventTypeName(type));
+    routes.push_back({Method::kPost, "/v1/" + name, name, TrackingHandler(s, type)});
+  }
+  routes.push_back({Method::kPost, "/v1/batch", "batch", TrackingHandler(s, std::nullopt)});
+  routes.push_back({Method::kPost, "/v1/import", "import", TrackingHandler(s, std::nullopt)});
+
+  routes.push_back({Method::kGet, "/api/v1/events", "events",
+                    [s](Request&& r, Responder&& respond) { ListEvents(s, std::move(r), std::move(respond)); }});
+  routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",
+                    [s](Request&& r, Responder&& respond) {
+                      CreateWorkspace(s, std::move(r), std::move(respond));
+                    }});
+
+  routes.push_back({Method::kGet, "/healthz", "healthz", [](Request&&, Responder&& respond) {
+                      std::move(respond)(Json(200, "{\"status\":\"ok\"}"));
+                    }});
+  routes.push_back({Method::kGet, "/readyz", "readyz", [s](Request&&, Responder&& respond) {
+                      absl::Status health = s.store->health();
+                      if (health.ok() && s.draining->load()) {
+                        health = absl::UnavailableError("the server is shutting down");
+                      }
+                      std::move(respond)(health.ok() ? Json(200, "{\"status\":\"ready\"}")
+                                                     : ErrorResponse(health, ErrorShape::kNative));
+                    }});
+  routes.push_back({Method::kGet, "/metrics", "metrics", [s](Request&&, Responder&& respond) {
+                      Response r;
+                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                      r.body = s.metrics->Render();
+                      std::move(respond)(std::move(r));
+                    }});
+  return routes;
+}
+
+}  // namespace rapport::app

@@ -1,0 +1,29 @@
+// The HTTP surface of `rapport serve`: every route, wired to the services that answer it.
+#ifndef RAPPORT_APP_API_H_
+#define RAPPORT_APP_API_H_
+
+#include <atomic>
+#include <vector>
+
+#include "rapport/base/metrics.h"
+#include "rapport/collect/ingestor.h"
+#include "rapport/http/server.h"
+#include "rapport/store/store.h"
+#include "rapport/trust/workspaces.h"
+
+namespace rapport::app {
+
+struct Services {
+  store::Store* store;
+  trust::Workspaces* workspaces;
+  collect::Ingestor* ingestor;
+  base::Registry* metrics;
+  const std::atomic<bool>* draining;  // true once shutdown began: /readyz answers 503
+};
+
+// The route table. The services must outlive the server that serves these routes.
+std::vector<http::Route> Routes(const Services& services);
+
+}  // namespace rapport::app
+
+#endif  // RAPPORT_APP_API_H_

@@ -1,0 +1,310 @@
+// `rapport`: the engine's one binary. Subcommands:
+//   serve             run the HTTP server on the embedded store
+//   workspace create  create a workspace and print its keys (store not in use by a server)
+//   export            write stored events as JSON lines, in arrival order (server may run)
+//   import            store JSON lines from export, idempotently (store not in use by a server)
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <charconv>
+#include <map>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "rapport/app/api.h"
+#include "rapport/base/check.h"
+#include "rapport/base/clock.h"
+#include "rapport/base/crypto.h"
+#include "rapport/base/error.h"
+#include "rapport/base/strings.h"
+#include "rapport/wire/json_text.h"
+
+namespace rapport::app {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "rapport: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data, bool read_only,
+                                                        store::SyncPolicy sync = {},
+                                                        base::Registry* metrics = nullptr) {
+  store::StoreOptions options;
+  options.path = data;
+  options.read_only = read_only;
+  options.sync = sync;
+  options.metrics = metrics;
+  return store::Store::Open(options);
+}
+
+struct ServeFlags {
+  std::string listen = "127.0.0.1:8080";
+  std::string data = "./var";
+  std::string sync = "always";
+  int threads = 0;
+  size_t max_connections = 4096;
+};
+
+void WriteDemoCredentials(const std::string& data, const trust::CreatedWorkspace& created) {
+  const std::string path = data + "/demo-credentials.json";
+  std::ofstream out(path, std::ios::trunc);
+  out << fmt::format("{{\"workspace\":{},\"write_key\":{},\"secret_key\":{}}}\n",
+                     wire::Quote(created.workspace.name), wire::Quote(created.write_key),
+                     wire::Quote(created.secret_key));
+  out.close();
+  chmod(path.c_str(), 0600);
+}
+
+int Serve(const ServeFlags& flags) {
+  // SIGINT/SIGTERM are taken by sigwait below; block them before any thread starts so every
+  // thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const size_t colon = flags.listen.rfind(':');
+  int port = -1;
+  if (colon != std::string::npos) {
+    auto [end, ec] = std::from_chars(flags.listen.data() + colon + 1,
+                                     flags.listen.data() + flags.listen.size(), port);
+    if (ec != std::errc() || end != flags.listen.data() + flags.listen.size()) port = -1;
+  }
+  if (port < 0 || port > 65535) {
+    return Fail(absl::InvalidArgumentError(
+        fmt::format("--listen must be HOST:PORT (port 0-65535), not '{}'", flags.listen)));
+  }
+  auto sync = store::ParseSyncPolicy(flags.sync);
+  if (!sync.ok()) return Fail(sync.status());
+
+  base::Registry metrics;
+  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics);
+  if (!store.ok()) return Fail(store.status());
+  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  if (!workspaces.ok()) return Fail(workspaces.status());
+  if ((*workspaces)->List().empty()) {
+    auto created = (*workspaces)->Create("demo");
+    if (!created.ok()) return Fail(created.status());
+    WriteDemoCredentials(flags.data, *created);
+    std::printf("created workspace 'demo' (keys saved in %s/demo-credentials.json)\n"
+                "  write key:  %s\n  secret key: %s  (shown once; stored hashed)\n",
+                flags.data.c_str(), created->write_key.c_str(), created->secret_key.c_str());
+  }
+  collect::Ingestor ingestor(store->get(), base::RealClock::Get(), &metrics);
+  std::atomic<bool> draining{false};
+  metrics.AddCollector([](std::string* out) {
+    *out += fmt::format("# HELP rapport_bugs_total Broken invariants reported (RAPPORT_BUG).\n"
+                        "# TYPE rapport_bugs_total counter\nrapport_bugs_total {}\n",
+                        base::BugCount());
+  });
+
+  http::ServerOptions options;
+  options.host = flags.listen.substr(0, colon);
+  options.port = static_cast<uint16_t>(port);
+  options.threads = flags.threads;
+  options.max_connections = flags.max_connections;
+  options.metrics = &metrics;
+  auto server = http::Server::Start(
+      options, Routes({store->get(), workspaces->get(), &ingestor, &metrics, &draining}));
+  if (!server.ok()) return Fail(server.status());
+  std::printf("rapport listening on http://%s (data %s, --sync=%s)\n",
+              (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str());
+  std::fflush(stdout);
+
+  int received = 0;
+  sigwait(&signals, &received);
+  std::printf("rapport: %s received, finishing requests in flight\n",
+              received == SIGTERM ? "SIGTERM" : "SIGINT");
+  std::fflush(stdout);
+  draining.store(true);
+  // Order matters: requests in flight wait for the store, so the server drains first, then
+  // the store finishes its queue and closes, and only then may the server's threads go.
+  (*server)->Shutdown(std::chrono::seconds(10));
+  (*store)->Close();
+  server->reset();
+  std::printf("rapport: stopped cleanly\n");
+  return 0;
+}
+
+int CreateWorkspace(const std::string& data, const std::string& name, bool as_json) {
+  auto store = OpenStore(data, /*read_only=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  if (!workspaces.ok()) return Fail(workspaces.status());
+  auto created = (*workspaces)->Create(name);
+  if (!created.ok()) return Fail(created.status());
+  if (as_json) {
+    std::printf("{\"workspace\":%s,\"write_key\":%s,\"secret_key\":%s}\n",
+                wire::Quote(created->workspace.name).c_str(), wire::Quote(created->write_key).c_str(),
+                wire::Quote(created->secret_key).c_str());
+  } else {
+    std::printf("workspace:  %s\nwrite key:  %s\nsecret key: %s  (shown once; stored hashed)\n",
+                created->workspace.name.c_str(), created->write_key.c_str(),
+                created->secret_key.c_str());
+  }
+  return 0;
+}
+
+int Export(const std::string& data, const std::string& since, const std::string& workspace) {
+  base::Micros since_us = std::numeric_limits<base::Micros>::min();
+  if (!since.empty()) {
+    auto t = base::ParseIso8601(since);
+    if (!t.ok()) return Fail(t.status());
+    since_us = *t;
+  }
+  auto store = OpenStore(data, /*read_only=*/true);
+  if (!store.ok()) return Fail(store.status());
+  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  if (!workspaces.ok()) return Fail(workspaces.status());
+  std::optional<uint32_t> only;
+  if (!workspace.empty()) {
+    auto ws = (*workspaces)->FindByName(workspace);
+    if (!ws) return Fail(absl::NotFoundError(fmt::format("no workspace named '{}'", workspace)));
+    only = ws->id;
+  }
+  uint64_t exported = 0;
+  std::string line;
+  absl::Status scan = (*store)->ScanEvents(0, [&](const store::StoredEvent& e) {
+    if (e.received_at < since_us || (only && e.workspace != *only)) return true;
+    auto ws = (*workspaces)->Find(e.workspace);
+    line = wire::EncodeExportLine(ws ? ws->name : fmt::format("#{}", e.workspace), e.seq, e.payload);
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    if (++exported % 100000 == 0) std::fprintf(stderr, "exported %lu events…\n", exported);
+    return true;
+  });
+  std::fflush(stdout);
+  if (!scan.ok()) return Fail(scan);
+  std::fprintf(stderr, "exported %lu events\n", exported);
+  return 0;
+}
+
+int Import(const std::string& data, const std::string& file, const std::string& workspace) {
+  std::ifstream in(file);
+  if (!in) return Fail(absl::NotFoundError(fmt::format("cannot read {}", file)));
+  auto store = OpenStore(data, /*read_only=*/false);
+  if (!store.ok()) return Fail(store.status());
+  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  if (!workspaces.ok()) return Fail(workspaces.status());
+  collect::Ingestor ingestor(store->get(), base::RealClock::Get(), nullptr);
+
+  uint64_t counts[3] = {0, 0, 0};
+  uint64_t line_number = 0;
+  // Messages are committed in chunks per workspace; each chunk is one atomic batch.
+  std::map<uint32_t, wire::TrackingRequest> pending;
+  std::map<uint32_t, std::vector<uint64_t>> pending_lines;
+  auto flush = [&](uint32_t ws) -> absl::Status {
+    auto& request = pending[ws];
+    if (request.messages.empty()) return absl::OkStatus();
+    std::promise<absl::StatusOr<std::vector<collect::MessageResult>>> done;
+    request.is_batch = true;
+    ingestor.Ingest(ws, std::move(request), collect::Mode::kImport,
+                    [&done](auto r) { done.set_value(std::move(r)); });
+    auto results = done.get_future().get();
+    if (!results.ok()) return results.status();
+    for (size_t i = 0; i < results->size(); ++i) {
+      const auto& r = (*results)[i];
+      ++counts[static_cast<int>(r.outcome)];
+      if (r.outcome == collect::Outcome::kRejected) {
+        std::fprintf(stderr, "line %lu: %s\n", pending_lines[ws][i],
+                     std::string(r.error.message()).c_str());
+      }
+    }
+    request = wire::TrackingRequest{};
+    pending_lines[ws].clear();
+    return absl::OkStatus();
+  };
+  std::string line;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    auto parsed = wire::ParseExportLine(line);
+    std::optional<std::string> ws_name = workspace.empty() ? std::nullopt : std::optional(workspace);
+    if (parsed.ok() && parsed->workspace && workspace.empty()) ws_name = parsed->workspace;
+    std::optional<trust::Workspace> ws;
+    if (ws_name) ws = (*workspaces)->FindByName(*ws_name);
+    if (!parsed.ok() || !ws) {
+      ++counts[static_cast<int>(collect::Outcome::kRejected)];
+      std::fprintf(stderr, "line %lu: %s\n", line_number,
+                   !parsed.ok() ? std::string(parsed.status().message()).c_str()
+                   : ws_name   ? fmt::format("no workspace named '{}'", *ws_name).c_str()
+                               : "no workspace: pass --workspace for bare event lines");
+      continue;
+    }
+    pending[ws->id].messages.push_back(wire::ParseMessage(parsed->event_json));
+    pending_lines[ws->id].push_back(line_number);
+    if (pending[ws->id].messages.size() >= 500) {
+      if (auto st = flush(ws->id); !st.ok()) return Fail(st);
+    }
+    if (line_number % 100000 == 0) std::fprintf(stderr, "read %lu lines…\n", line_number);
+  }
+  for (auto& [ws, request] : pending) {
+    if (auto st = flush(ws); !st.ok()) return Fail(st);
+  }
+  std::fprintf(stderr, "imported %lu lines: %lu stored, %lu duplicate, %lu rejected\n",
+               line_number, counts[0], counts[1], counts[2]);
+  return counts[2] ? 2 : 0;
+}
+
+}  // namespace
+}  // namespace rapport::app
+
+int main(int argc, char** argv) {
+  using namespace rapport::app;
+  rapport::base::InitCrypto();
+  spdlog::set_level(spdlog::level::warn);
+  CLI::App cli{"rapport: a self-hosted, real-time customer engagement engine"};
+  cli.require_subcommand(1);
+
+  ServeFlags serve;
+  auto* serve_cmd = cli.add_subcommand("serve", "Run the HTTP server on the embedded store");
+  serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on; port 0 picks one")
+      ->capture_default_str();
+  serve_cmd->add_option("--data", serve.data, "Store directory")->capture_default_str();
+  serve_cmd->add_option("--sync", serve.sync,
+                        "always: fsync before every 200 (group commit); interval:<ms>: fsync every "
+                        "<ms>, a power loss may lose that window")
+      ->capture_default_str();
+  serve_cmd->add_option("--threads", serve.threads, "HTTP worker threads (0 = one per core)")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-connections", serve.max_connections, "Open connections at most")
+      ->capture_default_str();
+
+  std::string data = "./var", name, since, workspace, file;
+  bool as_json = false;
+  auto* ws_cmd = cli.add_subcommand("workspace", "Manage workspaces");
+  ws_cmd->require_subcommand(1);
+  auto* create_cmd = ws_cmd->add_subcommand("create", "Create a workspace and print its keys");
+  create_cmd->add_option("name", name, "Workspace name (a-z, 0-9, - and _)")->required();
+  create_cmd->add_option("--data", data, "Store directory")->capture_default_str();
+  create_cmd->add_flag("--json", as_json, "Print {\"workspace\",\"write_key\",\"secret_key\"}");
+
+  auto* export_cmd = cli.add_subcommand("export", "Write stored events as JSON lines to stdout");
+  export_cmd->add_option("--data", data, "Store directory")->capture_default_str();
+  export_cmd->add_option("--since", since, "Only events received at or after this ISO-8601 time");
+  export_cmd->add_option("--workspace", workspace, "Only this workspace");
+
+  auto* import_cmd = cli.add_subcommand("import", "Store events from a JSON-lines export");
+  import_cmd->add_option("file", file, "File written by `rapport export`")->required();
+  import_cmd->add_option("--data", data, "Store directory")->capture_default_str();
+  import_cmd->add_option("--workspace", workspace,
+                         "Workspace for every line (required for bare event lines)");
+
+  CLI11_PARSE(cli, argc, argv);
+  if (serve_cmd->parsed()) return Serve(serve);
+  if (create_cmd->parsed()) return CreateWorkspace(data, name, as_json);
+  if (export_cmd->parsed()) return Export(data, since, workspace);
+  if (import_cmd->parsed()) return Import(data, file, workspace);
+  return 1;
+}
