@@ -45,7 +45,7 @@ struct MessageResult {
 };
 
 // Called once: with one result per message, or with the store's error (Unavailable when it
-// cannot write, ResourceExhausted when its queue is full), in which case nothing was stored.
+// cannot write or its queue is full), in which case nothing was stored.
 using IngestCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<MessageResult>>) &&>;
 
 class Ingestor {

@@ -2,6 +2,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/statistics.h>
@@ -27,6 +28,9 @@
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
 #include "rapport/store/internal/keys.h"
+#include <spdlog/spdlog.h>
+
+#include <cstdarg>
 
 namespace rapport::store {
 namespace {
@@ -72,6 +76,28 @@ class DedupeExpiryFilter final : public rocksdb::CompactionFilter {
 
  private:
   const base::Clock* clock_;
+};
+
+// RocksDB's own diagnostics go to rapport's log (stderr), not to a LOG file in the data
+// directory: on a full disk that file fails too, and RocksDB's recovery thread then aborts the
+// process on an assertion when it writes to it (Debian's librocksdb keeps assertions on).
+class SpdlogLogger final : public rocksdb::Logger {
+ public:
+  SpdlogLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb: {}", buf);
+    } else {
+      spdlog::warn("rocksdb: {}", buf);
+    }
+  }
 };
 
 struct Pending {
@@ -314,6 +340,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.statistics = impl->statistics;
   db_options.keep_log_file_num = 5;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.info_log = std::make_shared<SpdlogLogger>();
 
   auto table_options = [](bool bloom) {
     rocksdb::BlockBasedTableOptions t;
@@ -437,7 +464,6 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
     p.bytes += p.values.back().size();
   }
   p.events = std::move(events);
-  p.done = std::move(done);
 
   absl::MutexLock lock(&st.mu);
   if (!st.latched.ok()) return st.latched;
@@ -445,9 +471,12 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
   if (st.queue.size() >= st.options.max_queued_requests ||
       st.queued_bytes + p.bytes > st.options.max_queued_bytes) {
     if (st.queue_full) st.queue_full->Inc();
-    return base::MakeError(absl::StatusCode::kResourceExhausted, "overloaded",
-                           "the store's commit queue is full; retry after a short pause");
+    return base::MakeError(absl::StatusCode::kUnavailable, "overloaded",
+                           "the server is overloaded (its commit queue is full); retry after a "
+                           "short pause");
   }
+  // Taken only now: on every refusal above, the caller still holds `done` to answer with.
+  p.done = std::move(done);
   st.queued_bytes += p.bytes;
   st.queue.push_back(std::move(p));
   if (st.queue_depth) st.queue_depth->Set(static_cast<double>(st.queue.size()));

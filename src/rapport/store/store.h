@@ -52,7 +52,7 @@ struct StoreOptions {
   // How long a messageId is remembered for deduplication, from the event's receivedAt.
   // Default 7 days. Expired records are dropped at compaction; reads ignore them before that.
   base::Micros dedupe_window = 7 * base::kMicrosPerDay;
-  // Bounds of the commit queue; beyond either, CommitEvents answers ResourceExhausted at once
+  // Bounds of the commit queue; beyond either, CommitEvents answers Unavailable at once
   // instead of queueing. Defaults: 4096 requests, 256 MiB of payload.
   size_t max_queued_requests = 4096;
   size_t max_queued_bytes = size_t{256} << 20;
@@ -114,7 +114,7 @@ class Store {
   // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
   // written again and report kDuplicate. `done` is called exactly once: on the writer thread with
   // one result per event, in order, or Unavailable if the write failed; or at once, on the
-  // calling thread, with ResourceExhausted when the queue is full, Unavailable when the store is
+  // calling thread, with Unavailable ("overloaded") when the queue is full or the store is
   // latched read-only or closing, FailedPrecondition when it was opened read-only.
   void CommitEvents(std::vector<EventWrite> events, CommitCallback done);
 

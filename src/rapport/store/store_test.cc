@@ -214,6 +214,24 @@ TEST(Store, SecondWriterIsRefusedButAReaderMayOpen) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(Store, AFullQueueRefusesAtOnceAndAnswersExactlyOnce) {
+  TempDir dir;
+  StoreOptions options;
+  options.path = dir.path();
+  options.max_queued_requests = 0;
+  auto store = Store::Open(options);
+  ASSERT_TRUE(store.ok());
+  int calls = 0;
+  absl::Status answer;
+  (*store)->CommitEvents({Event("a", "u", 1)}, [&](absl::StatusOr<std::vector<EventResult>> r) {
+    ++calls;
+    answer = r.status();
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(answer.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(answer.message().find("overloaded"), std::string_view::npos);
+}
+
 TEST(Store, MetaIsDurableAndScannable) {
   TempDir dir;
   {

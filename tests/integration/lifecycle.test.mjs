@@ -1,0 +1,162 @@
+// What survives restarts, shutdowns, full disks and round trips through export/import.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, post, eventsOf, cli, cleanup, tempDir } from '../lib/server.mjs';
+
+function batchOf(prefix, n, extra = {}) {
+  return { batch: Array.from({ length: n }, (_, i) => ({
+    type: 'track', userId: `${prefix}-user`, event: 'Viewed', messageId: `${prefix}-${i}`,
+    properties: { i, ...extra },
+  })) };
+}
+
+test('acknowledged events and their dedupe records survive a restart', async () => {
+  const data = tempDir();
+  let server = await startServer({ data });
+  assert.equal((await post(server, '/v1/batch', batchOf('rs', 20))).json.stored, 20);
+  assert.equal(await server.stop('SIGKILL'), 'SIGKILL');
+  server = await startServer({ data });
+  const replay = await post(server, '/v1/batch', batchOf('rs', 20));
+  assert.equal(replay.json.duplicates, 20);
+  assert.equal((await eventsOf(server, { userId: 'rs-user' })).length, 20);
+  await server.stop();
+  cleanup(data);
+});
+
+test('SIGTERM finishes the requests in flight: every 200 is stored', async () => {
+  const data = tempDir();
+  let server = await startServer({ data });
+  const acked = [];
+  let stop = false;
+  let n = 0;
+  const sender = async () => {
+    while (!stop) {
+      const i = n++;
+      try {
+        const r = await post(server, '/v1/batch', batchOf(`term-${i}`, 25));
+        if (r.status === 200) acked.push(i);
+      } catch {
+        return;  // the server closed the connection or refused it: not acknowledged
+      }
+    }
+  };
+  const senders = Array.from({ length: 8 }, sender);
+  await new Promise((r) => setTimeout(r, 300));
+  const code = await server.stop('SIGTERM');
+  stop = true;
+  await Promise.all(senders);
+  assert.equal(code, 0);
+  assert.match(server.output(), /stopped cleanly/);
+  assert.ok(acked.length > 10, `only ${acked.length} batches were acknowledged`);
+  server = await startServer({ data });
+  for (const i of acked) {
+    assert.equal((await eventsOf(server, { userId: `term-${i}-user` })).length, 25, `batch ${i}`);
+  }
+  await server.stop();
+  cleanup(data);
+});
+
+test('the CLI refuses a store that a server holds, and creates workspaces when it is free', async () => {
+  const data = tempDir();
+  const server = await startServer({ data });
+  const busy = cli(['workspace', 'create', 'shop', '--data', data, '--json']);
+  assert.equal(busy.status, 1);
+  assert.match(busy.stderr, /in use by another process/);
+  await server.stop();
+  const ok = cli(['workspace', 'create', 'shop', '--data', data, '--json']);
+  assert.equal(ok.status, 0, ok.stderr);
+  const created = JSON.parse(ok.stdout);
+  assert.equal(created.workspace, 'shop');
+  assert.match(created.write_key, /^wk_[0-9a-f]{48}$/);
+  assert.match(created.secret_key, /^sk_[0-9a-f]{64}$/);
+  const again = cli(['workspace', 'create', 'shop', '--data', data]);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /already exists/);
+  const restarted = await startServer({ data });
+  const r = await post(restarted, '/v1/track', { userId: 'u', event: 'E' }, { key: created.write_key });
+  assert.equal(r.status, 200);
+  await restarted.stop();
+  cleanup(data);
+});
+
+test('export (while serving) and import (into a fresh store) round-trip every event, idempotently', async () => {
+  const data = tempDir();
+  const server = await startServer({ data });
+  await post(server, '/v1/batch', batchOf('exp', 30, { nested: { deep: ['é', '😀'] } }));
+  await post(server, '/v1/identify', { anonymousId: 'exp-anon', traits: { email: 'x@example.com' }, messageId: 'exp-id' });
+  const before = await eventsOf(server, { userId: 'exp-user' });
+  const exported = cli(['export', '--data', data]);
+  assert.equal(exported.status, 0, exported.stderr);
+  const lines = exported.stdout.trim().split('\n');
+  assert.equal(lines.length, 31);
+  assert.match(exported.stderr, /exported 31 events/);
+  const since = cli(['export', '--data', data, '--since', '2999-01-01T00:00:00Z']);
+  assert.equal(since.stdout, '');
+  await server.stop();
+
+  const file = join(tempDir(), 'events.jsonl');
+  writeFileSync(file, exported.stdout);
+  const fresh = tempDir();
+  // The fresh store needs the workspace the lines name.
+  assert.equal(cli(['workspace', 'create', 'demo', '--data', fresh]).status, 0);
+  const imported = cli(['import', file, '--data', fresh]);
+  assert.equal(imported.status, 0, imported.stderr);
+  assert.match(imported.stderr, /31 stored, 0 duplicate, 0 rejected/);
+  const twice = cli(['import', file, '--data', fresh]);
+  assert.match(twice.stderr, /0 stored, 31 duplicate, 0 rejected/);
+  // The re-exported events are byte-identical to the originals.
+  const reexported = cli(['export', '--data', fresh]);
+  const strip = (text) => text.trim().split('\n').map((l) => JSON.parse(l).event);
+  assert.deepEqual(strip(reexported.stdout), strip(exported.stdout));
+  const bad = join(tempDir(), 'bad.jsonl');
+  writeFileSync(bad, '{"workspace":"nope","event":{"type":"track","userId":"u","event":"E","messageId":"b1"}}\nnot json\n');
+  const rejected = cli(['import', bad, '--data', fresh]);
+  assert.equal(rejected.status, 2);
+  assert.match(rejected.stderr, /line 1: no workspace named 'nope'/);
+  assert.match(rejected.stderr, /line 2: .*not valid JSON/);
+  assert.ok(before.length === 30);
+  cleanup(data);
+  cleanup(fresh);
+});
+
+test('a full disk answers 503 with Retry-After, never 200, and readiness fails', async (t) => {
+  const mount = tempDir('rapport-full-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mount], { stdio: 'ignore' });
+  } catch {
+    t.skip('cannot mount a small tmpfs here (not root?)');
+    return;
+  }
+  const data = join(mount, 'store');
+  mkdirSync(data);
+  const server = await startServer({ data });
+  try {
+    let failure;
+    const stored = [];
+    for (let i = 0; i < 200 && !failure; i++) {
+      const body = batchOf(`full-${i}`, 40, { pad: 'x'.repeat(8000) });
+      const r = await post(server, '/v1/batch', body);
+      if (r.status === 200) stored.push(i);
+      else failure = r;
+    }
+    assert.ok(failure, 'the disk never filled up');
+    assert.equal(failure.status, 503, failure.text);
+    assert.equal(failure.headers.get('retry-after'), '1');
+    assert.equal(failure.json.success, false);
+    const ready = await fetch(server.url + '/readyz');
+    assert.equal(ready.status, 503);
+    const after = await post(server, '/v1/track', { userId: 'u', event: 'E' });
+    assert.equal(after.status, 503);
+    // Everything acknowledged before the failure is still readable.
+    for (const i of stored.slice(-3)) {
+      assert.equal((await eventsOf(server, { userId: `full-${i}-user` })).length, 40);
+    }
+  } finally {
+    await server.stop('SIGKILL');
+    execFileSync('umount', [mount]);
+    cleanup(mount);
+  }
+});

@@ -1,0 +1,108 @@
+// Starts the real `rapport serve` binary (RAPPORT_BIN) on 127.0.0.1 port 0 with a temporary
+// store, and gives tests its URL and the demo workspace's keys.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const BIN = process.env.RAPPORT_BIN;
+if (!BIN) throw new Error('RAPPORT_BIN must point at the rapport binary (ctest sets it)');
+
+export function tempDir(prefix = 'rapport-') {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startServer({ data = tempDir(), args = [] } = {}) {
+  const proc = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data', data, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 15000);
+    const onData = (chunk) => {
+      output += chunk;
+      const m = output.match(/rapport listening on (http:\/\/[0-9.]+:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${output}`));
+    });
+  });
+  const creds = JSON.parse(readFileSync(join(data, 'demo-credentials.json'), 'utf8'));
+  const server = {
+    url,
+    data,
+    proc,
+    writeKey: creds.write_key,
+    secretKey: creds.secret_key,
+    output: () => output,
+    // Stops the server with `signal` and resolves with its exit code (or signal name).
+    stop(signal = 'SIGTERM') {
+      return new Promise((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode ?? proc.signalCode);
+        proc.removeAllListeners('exit');
+        proc.on('exit', (code, sig) => resolve(code ?? sig));
+        proc.kill(signal);
+      });
+    },
+  };
+  return server;
+}
+
+export function basic(writeKey) {
+  return 'Basic ' + Buffer.from(`${writeKey}:`).toString('base64');
+}
+
+export async function post(server, path, body, { key = server.writeKey, headers = {} } = {}) {
+  const res = await fetch(server.url + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: basic(key) } : {}), ...headers },
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+export async function get(server, path, { key = server.secretKey } = {}) {
+  const res = await fetch(server.url + path, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+// Every stored event of one person, following next_cursor.
+export async function eventsOf(server, { userId, anonymousId, key = server.secretKey, limit = 1000 }) {
+  const events = [];
+  let cursor = null;
+  do {
+    const q = new URLSearchParams(userId ? { userId } : { anonymousId });
+    q.set('limit', String(limit));
+    if (cursor) q.set('cursor', cursor);
+    const r = await get(server, `/api/v1/events?${q}`, { key });
+    if (r.status !== 200) throw new Error(`events read failed: ${r.status} ${r.text}`);
+    events.push(...r.json.events);
+    cursor = r.json.next_cursor;
+  } while (cursor);
+  return events;
+}
+
+// Runs the rapport CLI and returns { status, stdout, stderr }.
+export function cli(args, input) {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', input, maxBuffer: 1 << 30 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function cleanup(dir) {
+  rmSync(dir, { recursive: true, force: true });
+}
