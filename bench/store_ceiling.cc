@@ -1,0 +1,87 @@
+// The ceiling for durable ingest: RocksDB alone, no HTTP, no parsing. `--threads` writers each
+// commit WriteBatches of `--batch` events with sync=true (RocksDB groups concurrent synced
+// writes into one fsync). Each event writes the same bytes rapport writes for it: the event
+// value (~650 bytes: the stored JSON and its header), a person-index entry and a dedupe record,
+// into three column families.
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/events.h"
+
+int main(int argc, char** argv) {
+  std::string dir;
+  int threads = 16, batch = 100;
+  double seconds = 10;
+  bool sync = true;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--dir") dir = v;
+    else if (a == "--threads") threads = std::atoi(v.c_str());
+    else if (a == "--batch") batch = std::atoi(v.c_str());
+    else if (a == "--seconds") seconds = std::atof(v.c_str());
+    else if (a == "--sync") sync = v == "always";
+  }
+  if (dir.empty()) {
+    std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S]\n");
+    return 2;
+  }
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.compression = rocksdb::kLZ4Compression;
+  options.write_buffer_size = 64 << 20;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, options}, {"events", options}, {"person", options}, {"dedupe", options}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, cfs, &handles, &db);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::atomic<uint64_t> seq{0}, events{0};
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(seconds));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      std::string event;
+      while (std::chrono::steady_clock::now() < end) {
+        rocksdb::WriteBatch wb;
+        const uint64_t first = seq.fetch_add(batch);
+        for (int i = 0; i < batch; ++i) {
+          const uint64_t n = first + i;
+          event.assign(21, 'h');  // the stored value's header (version, workspace, times, envelope)
+          rapport::bench::AppendEvent(&event, "ceiling", n);
+          event += R"(,"receivedAt":"2026-11-23T12:00:02.123Z","originalTimestamp":"2026-11-23T12:00:02.000Z")";
+          char key[8];
+          for (int b = 0; b < 8; ++b) key[b] = static_cast<char>(n >> (56 - 8 * b));
+          wb.Put(handles[1], rocksdb::Slice(key, 8), event);
+          const std::string person = "\0\0\0\1u\0\x0duser-" + std::to_string(n % 50000) + std::string(key, 8) + std::string(key, 8);
+          wb.Put(handles[2], person, "\1");
+          wb.Put(handles[3], "\0\0\0\1ceiling-" + std::to_string(n), std::string(17, 'd'));
+        }
+        rocksdb::WriteOptions wo;
+        wo.sync = sync;
+        if (!db->Write(wo, &wb).ok()) std::abort();
+        events += batch;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("events_per_s=%.0f\n", events / elapsed);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+  return 0;
+}
