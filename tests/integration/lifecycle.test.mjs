@@ -59,6 +59,18 @@ test('SIGTERM finishes the requests in flight: every 200 is stored', async () =>
   cleanup(data);
 });
 
+test('serve refuses bad flags with a clear message', () => {
+  const days = cli(['serve', '--dedupe-days', '0', '--data', tempDir()]);
+  assert.notEqual(days.status, 0);
+  assert.match(days.stderr, /dedupe-days/);
+  const sync = cli(['serve', '--sync', 'sometimes', '--listen', '127.0.0.1:0', '--data', tempDir()]);
+  assert.equal(sync.status, 1);
+  assert.match(sync.stderr, /--sync must be 'always' or 'interval:<ms>'/);
+  const listen = cli(['serve', '--listen', 'nowhere', '--data', tempDir()]);
+  assert.equal(listen.status, 1);
+  assert.match(listen.stderr, /--listen must be HOST:PORT/);
+});
+
 test('the CLI refuses a store that a server holds, and creates workspaces when it is free', async () => {
   const data = tempDir();
   const server = await startServer({ data });

@@ -38,9 +38,11 @@ int Fail(const absl::Status& status) {
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data, bool read_only,
                                                         store::SyncPolicy sync = {},
-                                                        base::Registry* metrics = nullptr) {
+                                                        base::Registry* metrics = nullptr,
+                                                        int dedupe_days = 7) {
   store::StoreOptions options;
   options.path = data;
+  options.dedupe_window = dedupe_days * base::kMicrosPerDay;
   options.read_only = read_only;
   options.sync = sync;
   options.metrics = metrics;
@@ -53,6 +55,7 @@ struct ServeFlags {
   std::string sync = "always";
   int threads = 0;
   size_t max_connections = 4096;
+  int dedupe_days = 7;
 };
 
 void WriteDemoCredentials(const std::string& data, const trust::CreatedWorkspace& created) {
@@ -89,7 +92,7 @@ int Serve(const ServeFlags& flags) {
   if (!sync.ok()) return Fail(sync.status());
 
   base::Registry metrics;
-  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics);
+  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics, flags.dedupe_days);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
@@ -280,6 +283,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--max-connections", serve.max_connections, "Open connections at most")
       ->capture_default_str();
+  serve_cmd->add_option("--dedupe-days", serve.dedupe_days,
+                        "Days a messageId is remembered for deduplication")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3650));
 
   std::string data = "./var", name, since, workspace, file;
   bool as_json = false;

@@ -86,14 +86,14 @@ Registry::Family& Registry::FamilyFor(std::string_view name, std::string_view he
 }
 
 Counter& Registry::GetCounter(std::string_view name, std::string_view help, const Labels& labels) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto& slot = FamilyFor(name, help, Type::kCounter).counters[RenderLabels(labels)];
   if (!slot) slot = std::make_unique<Counter>();
   return *slot;
 }
 
 Gauge& Registry::GetGauge(std::string_view name, std::string_view help, const Labels& labels) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto& slot = FamilyFor(name, help, Type::kGauge).gauges[RenderLabels(labels)];
   if (!slot) slot = std::make_unique<Gauge>();
   return *slot;
@@ -101,7 +101,7 @@ Gauge& Registry::GetGauge(std::string_view name, std::string_view help, const La
 
 Histogram& Registry::GetHistogram(std::string_view name, std::string_view help,
                                   const std::vector<double>& bounds, const Labels& labels) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Family& family = FamilyFor(name, help, Type::kHistogram);
   if (family.histograms.empty()) family.bounds = bounds;
   auto& slot = family.histograms[RenderLabels(labels)];
@@ -110,7 +110,7 @@ Histogram& Registry::GetHistogram(std::string_view name, std::string_view help,
 }
 
 void Registry::AddCollector(std::function<void(std::string*)> collector) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   collectors_.push_back(std::move(collector));
 }
 
@@ -118,7 +118,7 @@ std::string Registry::Render() const {
   std::string out;
   std::vector<std::function<void(std::string*)>> collectors;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [name, family] : families_) {
       static constexpr const char* kTypeNames[] = {"counter", "gauge", "histogram"};
       absl::StrAppend(&out, "# HELP ", name, " ", family.help, "\n# TYPE ", name, " ",

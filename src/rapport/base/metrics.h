@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "rapport/base/mutex.h"
 
 namespace rapport::base {
 
@@ -101,7 +101,7 @@ class Registry {
   Family& FamilyFor(std::string_view name, std::string_view help, Type type)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, Family, std::less<>> families_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void(std::string*)>> collectors_ ABSL_GUARDED_BY(mu_);
 };

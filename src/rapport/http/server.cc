@@ -17,7 +17,7 @@
 #include <unordered_map>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "rapport/base/mutex.h"
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/strings.h"
@@ -222,7 +222,7 @@ struct Server::Impl {
   std::string bound_address;
   std::atomic<bool> draining{false};
   std::atomic<size_t> connections{0};
-  absl::Mutex mu;
+  base::Mutex mu;
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions ABSL_GUARDED_BY(mu);
   uint64_t next_session_id ABSL_GUARDED_BY(mu) = 0;
   bool stopped ABSL_GUARDED_BY(mu) = false;
@@ -234,7 +234,8 @@ struct Server::Impl {
   asio::io_context ioc;
   // Keeps the workers running while a handler answers from elsewhere and nothing else is pending.
   asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
-  tcp::acceptor acceptor{ioc};
+  // Its own strand: the accept handler and Shutdown's close never run at once.
+  tcp::acceptor acceptor{asio::make_strand(ioc)};
   std::vector<std::thread> threads;
 
   void Accept();
@@ -261,7 +262,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() {
     const size_t n = server_->connections.fetch_sub(1) - 1;
     if (server_->connections_gauge) server_->connections_gauge->Set(static_cast<double>(n));
-    absl::MutexLock lock(&server_->mu);
+    base::MutexLock lock(&server_->mu);
     server_->sessions.erase(id_);
   }
 
@@ -495,7 +496,7 @@ void Server::Impl::Accept() {
       auto session = std::make_shared<Session>(std::move(socket), this);
       uint64_t id;
       {
-        absl::MutexLock lock(&mu);
+        base::MutexLock lock(&mu);
         id = next_session_id++;
         sessions.emplace(id, session);
       }
@@ -565,18 +566,18 @@ std::string Server::address() const { return impl_->bound_address; }
 void Server::Shutdown(std::chrono::milliseconds grace) {
   Impl& s = *impl_;
   {
-    absl::MutexLock lock(&s.mu);
+    base::MutexLock lock(&s.mu);
     if (s.stopped) return;
     s.stopped = true;
   }
   s.draining.store(true);
-  asio::post(s.ioc, [&s] {
+  asio::post(s.acceptor.get_executor(), [&s] {
     beast::error_code ec;
     s.acceptor.close(ec);
   });
   std::vector<std::shared_ptr<Session>> live;
   {
-    absl::MutexLock lock(&s.mu);
+    base::MutexLock lock(&s.mu);
     for (auto& [id, weak] : s.sessions) {
       if (auto session = weak.lock()) live.push_back(std::move(session));
     }

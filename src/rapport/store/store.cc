@@ -23,7 +23,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "rapport/base/mutex.h"
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
@@ -133,8 +133,8 @@ struct Store::Impl {
   rocksdb::DB* db = nullptr;
   rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
 
-  absl::Mutex mu;
-  absl::CondVar work_cv;
+  base::Mutex mu;
+  base::CondVar work_cv;
   std::deque<Pending> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool closing ABSL_GUARDED_BY(mu) = false;
@@ -158,7 +158,7 @@ struct Store::Impl {
   absl::Status Enqueue(std::vector<EventWrite> events, CommitCallback& done);
 
   absl::Status Latch(absl::Status why) {
-    absl::MutexLock lock(&mu);
+    base::MutexLock lock(&mu);
     if (latched.ok()) {
       latched = absl::UnavailableError(
           absl::StrCat("the store stopped accepting writes after a failure: ", why.message()));
@@ -181,7 +181,7 @@ void Store::Impl::WriterLoop() {
   for (;;) {
     std::vector<Pending> group;
     {
-      absl::MutexLock lock(&mu);
+      base::MutexLock lock(&mu);
       while (queue.empty() && !closing) work_cv.Wait(&mu);
       if (queue.empty()) return;
       size_t bytes = 0;
@@ -200,7 +200,7 @@ void Store::Impl::WriterLoop() {
 void Store::Impl::CommitGroup(std::vector<Pending>& group) {
   absl::Status status;
   {
-    absl::MutexLock lock(&mu);
+    base::MutexLock lock(&mu);
     status = latched;
   }
   std::vector<std::vector<EventResult>> results(group.size());
@@ -279,18 +279,14 @@ void Store::Impl::CommitGroup(std::vector<Pending>& group) {
 }
 
 void Store::Impl::SyncLoop() {
-  absl::MutexLock lock(&mu);
-  while (!closing) {
-    work_cv.WaitWithTimeout(&mu, absl::Milliseconds(options.sync.interval_ms));
-    if (closing) break;
-    mu.Unlock();
-    rocksdb::Status s = db->SyncWAL();
-    mu.Lock();
-    if (!s.ok() && latched.ok()) {
-      mu.Unlock();
-      Latch(FromRocks(s, "syncing the write-ahead log"));
-      mu.Lock();
+  for (;;) {
+    {
+      base::MutexLock lock(&mu);
+      if (!closing) work_cv.WaitWithTimeout(&mu, std::chrono::milliseconds(options.sync.interval_ms));
+      if (closing) return;
     }
+    rocksdb::Status s = db->SyncWAL();
+    if (!s.ok()) Latch(FromRocks(s, "syncing the write-ahead log"));
   }
 }
 
@@ -435,7 +431,7 @@ Store::~Store() { Close(); }
 void Store::Close() {
   Impl& st = *impl_;
   {
-    absl::MutexLock lock(&st.mu);
+    base::MutexLock lock(&st.mu);
     if (st.closed) return;
     st.closing = true;
     st.work_cv.SignalAll();
@@ -454,7 +450,7 @@ void Store::Close() {
   if (!s.ok()) RAPPORT_BUG(absl::StrCat("closing the store failed: ", s.ToString()));
   delete st.db;
   st.db = nullptr;
-  absl::MutexLock lock(&st.mu);
+  base::MutexLock lock(&st.mu);
   st.closed = true;
 }
 
@@ -477,7 +473,7 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
   }
   p.events = std::move(events);
 
-  absl::MutexLock lock(&st.mu);
+  base::MutexLock lock(&st.mu);
   if (!st.latched.ok()) return st.latched;
   if (st.closing) return absl::UnavailableError("the store is closing");
   if (st.queue.size() >= st.options.max_queued_requests ||
@@ -585,7 +581,7 @@ absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::stri
   Impl& st = *impl_;
   if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
   {
-    absl::MutexLock lock(&st.mu);
+    base::MutexLock lock(&st.mu);
     if (!st.latched.ok()) return st.latched;
   }
   rocksdb::WriteBatch batch;
@@ -611,7 +607,7 @@ absl::Status Store::ScanMeta(
 }
 
 absl::Status Store::health() const {
-  absl::MutexLock lock(&impl_->mu);
+  base::MutexLock lock(&impl_->mu);
   return impl_->latched;
 }
 

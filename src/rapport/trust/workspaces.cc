@@ -61,7 +61,9 @@ bool KeyInfo::HasScope(std::string_view scope) const {
 absl::StatusOr<std::unique_ptr<Workspaces>> Workspaces::Load(store::Store* store,
                                                             const base::Clock* clock) {
   std::unique_ptr<Workspaces> w(new Workspaces(store, clock));
-  absl::MutexLock lock(&w->mu_);
+  absl::flat_hash_map<uint32_t, Workspace> by_id;
+  absl::flat_hash_map<std::string, uint32_t> by_name;
+  absl::flat_hash_map<std::string, KeyInfo> keys;
   absl::Status bad;
   RAPPORT_RETURN_IF_ERROR(store->ScanMeta("ws/", [&](std::string_view key, std::string_view value) {
     if (key.size() != 7 || value.size() < 9 || value[0] != kVersion) {
@@ -69,8 +71,8 @@ absl::StatusOr<std::unique_ptr<Workspaces>> Workspaces::Load(store::Store* store
       return false;
     }
     Workspace ws{GetU32(key.substr(3)), std::string(value.substr(9)), GetI64(value.substr(1))};
-    w->by_name_[ws.name] = ws.id;
-    w->by_id_[ws.id] = std::move(ws);
+    by_name[ws.name] = ws.id;
+    by_id[ws.id] = std::move(ws);
     return true;
   }));
   RAPPORT_RETURN_IF_ERROR(bad);
@@ -89,10 +91,14 @@ absl::StatusOr<std::unique_ptr<Workspaces>> Workspaces::Load(store::Store* store
         info.scopes.emplace_back(s);
       }
     }
-    w->keys_[std::string(key.substr(4))] = std::move(info);
+    keys[std::string(key.substr(4))] = std::move(info);
     return true;
   }));
   RAPPORT_RETURN_IF_ERROR(bad);
+  base::MutexLock lock(&w->mu_);
+  w->by_id_ = std::move(by_id);
+  w->by_name_ = std::move(by_name);
+  w->keys_ = std::move(keys);
   return w;
 }
 
@@ -103,10 +109,10 @@ absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name) {
                                           "0-9, '-' and '_'",
                                           name));
   }
-  absl::MutexLock create_lock(&create_mu_);
+  base::MutexLock create_lock(&create_mu_);
   uint32_t id = 1;
   {
-    absl::MutexLock lock(&mu_);
+    base::MutexLock lock(&mu_);
     if (by_name_.contains(std::string(name))) {
       return base::MakeError(absl::StatusCode::kAlreadyExists, "workspace_exists",
                              fmt::format("a workspace named '{}' already exists", name), "name");
@@ -141,7 +147,7 @@ absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name) {
                                              {"wsname/" + std::string(name), id_value},
                                              {"key/" + write_hash, key_record(write)},
                                              {"key/" + secret_hash, key_record(secret)}}));
-  absl::MutexLock lock(&mu_);
+  base::MutexLock lock(&mu_);
   by_id_[id] = created.workspace;
   by_name_[std::string(name)] = id;
   keys_[write_hash] = std::move(write);
@@ -152,28 +158,28 @@ absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name) {
 std::optional<KeyInfo> Workspaces::Authenticate(std::string_view key) const {
   if (key.size() < 4 || key.size() > 256) return std::nullopt;
   const std::string hash = base::HashSecret(key);
-  absl::MutexLock lock(&mu_);
+  base::MutexLock lock(&mu_);
   auto it = keys_.find(hash);
   if (it == keys_.end()) return std::nullopt;
   return it->second;
 }
 
 std::optional<Workspace> Workspaces::Find(uint32_t id) const {
-  absl::MutexLock lock(&mu_);
+  base::MutexLock lock(&mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return std::nullopt;
   return it->second;
 }
 
 std::optional<Workspace> Workspaces::FindByName(std::string_view name) const {
-  absl::MutexLock lock(&mu_);
+  base::MutexLock lock(&mu_);
   auto it = by_name_.find(std::string(name));
   if (it == by_name_.end()) return std::nullopt;
   return by_id_.at(it->second);
 }
 
 std::vector<Workspace> Workspaces::List() const {
-  absl::MutexLock lock(&mu_);
+  base::MutexLock lock(&mu_);
   std::vector<Workspace> out;
   for (const auto& [id, ws] : by_id_) out.push_back(ws);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });

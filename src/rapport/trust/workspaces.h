@@ -18,7 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "rapport/base/mutex.h"
 #include "rapport/base/clock.h"
 #include "rapport/store/store.h"
 
@@ -73,11 +73,11 @@ class Workspaces {
 
   store::Store* store_;
   const base::Clock* clock_;
-  mutable absl::Mutex mu_;
+  mutable base::Mutex mu_;
   absl::flat_hash_map<uint32_t, Workspace> by_id_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> by_name_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, KeyInfo> keys_ ABSL_GUARDED_BY(mu_);  // by key hash
-  absl::Mutex create_mu_;  // serialises Create (id allocation and the name check)
+  base::Mutex create_mu_;  // serialises Create (id allocation and the name check)
 };
 
 // The username of an HTTP Basic `Authorization` header (Segment puts the write key there), or
