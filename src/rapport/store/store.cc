@@ -5,7 +5,9 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/perf_level.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -98,6 +100,25 @@ class SpdlogLogger final : public rocksdb::Logger {
     } else {
       spdlog::warn("rocksdb: {}", buf);
     }
+  }
+};
+
+// The person-index prefix of a key: workspace(4) kind(1) id_len(2) id. Every read of the index
+// stays within one prefix, so RocksDB may bucket the memtable and filter SSTs by it.
+class PersonPrefixTransform final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "rapport.PersonPrefix.v1"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), PrefixLength(key));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() >= 7 && key.size() >= PrefixLength(key);
+  }
+
+ private:
+  static size_t PrefixLength(const rocksdb::Slice& key) {
+    const auto* p = reinterpret_cast<const uint8_t*>(key.data());
+    return 7 + ((size_t{p[5]} << 8) | p[6]);
   }
 };
 
@@ -357,6 +378,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     rocksdb::ColumnFamilyOptions cf_options;
     cf_options.compression = rocksdb::kLZ4Compression;
     if (i == kEvents) cf_options.write_buffer_size = size_t{64} << 20;
+    if (i == kPerson) {
+      // Index entries arrive in random person order but are only ever read within one person:
+      // a memtable hashed by person keeps each insert to a short per-person list instead of a
+      // walk down one large skip list (this index was a third of the ingest CPU).
+      cf_options.prefix_extractor = std::make_shared<PersonPrefixTransform>();
+      cf_options.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
+    }
     if (i == kDedupe) {
       // Almost every lookup is for a new messageId: a whole-key bloom filter on the memtable
       // answers those without walking the skip list.

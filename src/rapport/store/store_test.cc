@@ -74,6 +74,33 @@ TEST(Store, StoresAndReadsBackPerPersonInTimeOrder) {
   EXPECT_TRUE(other->events.empty());
 }
 
+TEST(Store, PersonsWhoseIdsPrefixEachOtherStayApart) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  const std::string long_id(300, 'a');  // the length's high byte is used
+  std::vector<EventWrite> events;
+  int n = 0;
+  for (const std::string& id : {std::string("ab"), std::string("abc"), std::string("a"), long_id,
+                                long_id + "a", std::string("")}) {
+    if (id.empty()) continue;
+    for (int i = 0; i < 3; ++i) events.push_back(Event(absl::StrCat("m", n++), id, 100 - i));
+  }
+  // Flushed and unflushed entries must both be found: write, compact (flush), write more.
+  ASSERT_TRUE(store->CommitEventsAndWait(events).ok());
+  ASSERT_TRUE(store->CompactAll().ok());
+  ASSERT_TRUE(store->CommitEventsAndWait({Event("late", "ab", 0)}).ok());
+  for (const std::string& id : {std::string("ab"), std::string("abc"), std::string("a"), long_id,
+                                long_id + "a"}) {
+    auto page = store->ReadPersonEvents(1, IdKind::kUserId, id, "", 100);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->events.size(), id == "ab" ? 4u : 3u) << id.size();
+    for (size_t i = 1; i < page->events.size(); ++i) {
+      EXPECT_LE(page->events[i - 1].timestamp, page->events[i].timestamp);
+    }
+  }
+  EXPECT_TRUE(store->ReadPersonEvents(1, IdKind::kUserId, "b", "", 100)->events.empty());
+}
+
 TEST(Store, PagesCoverEveryEventOnce) {
   TempDir dir;
   auto store = OpenStore(dir.path());
