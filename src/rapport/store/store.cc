@@ -358,10 +358,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
-  // Flushes and compactions yield the CPU to requests waiting for their acknowledgement: on a
-  // small machine they otherwise show up as the ack latency's tail.
+  // Compactions yield the CPU to requests waiting for their acknowledgement: on a small machine
+  // they otherwise show up as the ack latency's tail. Flushes keep normal priority, because a
+  // full memtable that cannot flush stops writes (measured in bench/RESULTS.md).
   if (!options.read_only) {
-    rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH);
     rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW);
   }
   // One writer thread commits every event batch: the single-writer memtable path is cheaper
