@@ -155,7 +155,8 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
 
   base::Mutex mu;
-  base::CondVar work_cv;
+  base::CondVar work_cv;  // the writer waits here for commits (or closing)
+  base::CondVar sync_cv;  // the interval syncer waits here (or for closing)
   std::deque<Pending> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool closing ABSL_GUARDED_BY(mu) = false;
@@ -303,7 +304,7 @@ void Store::Impl::SyncLoop() {
   for (;;) {
     {
       base::MutexLock lock(&mu);
-      if (!closing) work_cv.WaitWithTimeout(&mu, std::chrono::milliseconds(options.sync.interval_ms));
+      if (!closing) sync_cv.WaitWithTimeout(&mu, std::chrono::milliseconds(options.sync.interval_ms));
       if (closing) return;
     }
     rocksdb::Status s = db->SyncWAL();
@@ -469,6 +470,7 @@ void Store::Close() {
     if (st.closed) return;
     st.closing = true;
     st.work_cv.SignalAll();
+    st.sync_cv.SignalAll();
   }
   if (st.writer.joinable()) st.writer.join();
   if (st.syncer.joinable()) st.syncer.join();

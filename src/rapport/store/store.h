@@ -49,7 +49,7 @@ absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view text);
 struct StoreOptions {
   std::string path;  // directory of the RocksDB store; created if missing (unless read_only)
   SyncPolicy sync;   // default: kAlways
-  // How long a messageId is remembered for deduplication, from the event's receivedAt.
+  // How long a messageId is remembered for deduplication, from when the event was stored.
   // Default 7 days. Expired records are dropped at compaction; reads ignore them before that.
   base::Micros dedupe_window = 7 * base::kMicrosPerDay;
   // Bounds of the commit queue; beyond either, CommitEvents answers Unavailable at once

@@ -1,6 +1,7 @@
 #include "rapport/store/store.h"
 
 #include <filesystem>
+#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -283,6 +284,25 @@ TEST(Envelope, RefusesKindsItDoesNotKnow) {
   sealed[1] = 1;
   EXPECT_EQ(OpenPersonalData(sealed).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE(OpenPersonalData("\x01").ok());
+}
+
+TEST(Store, IntervalSyncCommitsPromptly) {
+  TempDir dir;
+  StoreOptions options;
+  options.path = dir.path();
+  options.sync = {SyncPolicy::Mode::kInterval, 50};
+  auto store = Store::Open(options);
+  ASSERT_TRUE(store.ok());
+  // Many commits while the syncer thread is also waiting: none may wait for a later one.
+  for (int i = 0; i < 200; ++i) {
+    std::promise<absl::StatusOr<std::vector<EventResult>>> done;
+    auto answer = done.get_future();
+    (*store)->CommitEvents({Event(absl::StrCat("i", i), "u", i)},
+                           [&done](auto r) { done.set_value(std::move(r)); });
+    ASSERT_EQ(answer.wait_for(std::chrono::seconds(5)), std::future_status::ready) << i;
+    ASSERT_TRUE(answer.get().ok());
+    if (i % 20 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(55));
+  }
 }
 
 TEST(ParseSyncPolicy, AcceptsTheDocumentedForms) {
