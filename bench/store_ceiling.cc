@@ -67,9 +67,14 @@ int main(int argc, char** argv) {
           char key[8];
           for (int b = 0; b < 8; ++b) key[b] = static_cast<char>(n >> (56 - 8 * b));
           wb.Put(handles[1], rocksdb::Slice(key, 8), event);
-          const std::string person = "\0\0\0\1u\0\x0duser-" + std::to_string(n % 50000) + std::string(key, 8) + std::string(key, 8);
+          // Same layout as rapport's keys: workspace(4) kind(1) id_len(2) id time(8) seq(8), and
+          // workspace(4) messageId (std::string(p, n) keeps the NUL bytes).
+          const std::string person = std::string("\0\0\0\1u\0\x0a", 7) + "user-" +
+                                     std::to_string(10000 + n % 50000) + std::string(key, 8) +
+                                     std::string(key, 8);
           wb.Put(handles[2], person, "\1");
-          wb.Put(handles[3], "\0\0\0\1ceiling-" + std::to_string(n), std::string(17, 'd'));
+          wb.Put(handles[3], std::string("\0\0\0\1", 4) + "ceiling-" + std::to_string(n),
+                 std::string(17, 'd'));
         }
         rocksdb::WriteOptions wo;
         wo.sync = sync;

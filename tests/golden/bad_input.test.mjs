@@ -42,7 +42,16 @@ for (const c of cases) {
     const res = await fetch(server.url + c.path, { method: c.method ?? 'POST', headers, body: bodyOf(c) });
     const json = await res.json();
     assert.equal(res.status, c.expect.status, JSON.stringify(json));
-    const error = json.error ?? json;  // the Segment surface answers flat, the rest nested
+    // The Segment surface (/v1/…) answers in Segment's flat shape, everything else nested.
+    let error;
+    if (c.path.startsWith('/v1/')) {
+      assert.equal(json.success, false, JSON.stringify(json));
+      assert.equal(json.error, undefined);
+      error = json;
+    } else {
+      assert.equal(typeof json.error, 'object', JSON.stringify(json));
+      error = json.error;
+    }
     assert.equal(error.code, c.expect.code, JSON.stringify(json));
     assert.equal(typeof error.message, 'string');
     assert.ok(error.message.length > 10, 'the message is a sentence');

@@ -78,6 +78,8 @@ test('the CLI refuses a store that a server holds, and creates workspaces when i
   assert.equal(busy.status, 1);
   assert.match(busy.stderr, /in use by another process/);
   await server.stop();
+  const { statSync } = await import('node:fs');
+  assert.equal(statSync(`${data}/demo-credentials.json`).mode & 0o777, 0o600);
   const ok = cli(['workspace', 'create', 'shop', '--data', data, '--json']);
   assert.equal(ok.status, 0, ok.stderr);
   const created = JSON.parse(ok.stdout);

@@ -160,8 +160,13 @@ test('workspaces are isolated: one workspace never reads another', async () => {
   assert.deepEqual(seenByOther.map((e) => e.event), ['In Other']);
   const seenByDemo = await eventsOf(server, { userId: 'it-1' });
   assert.ok(!seenByDemo.some((e) => e.event === 'In Other'));
-  const noAdmin = await fetch(server.url + '/api/v1/workspaces', { method: 'POST', body: '{"name":"x"}' });
-  assert.equal(noAdmin.status, 401);
+  const noKey = await fetch(server.url + '/api/v1/workspaces', { method: 'POST', body: '{"name":"x"}' });
+  assert.equal(noKey.status, 401);
+  // A tenant's secret key manages its own data, not the server's workspaces.
+  const tenant = await fetch(server.url + '/api/v1/workspaces', {
+    method: 'POST', headers: { Authorization: `Bearer ${other.secret_key}` }, body: '{"name":"x"}' });
+  assert.equal(tenant.status, 403);
+  assert.equal((await tenant.json()).error.code, 'missing_scope');
 });
 
 test('health, readiness and Prometheus metrics', async () => {

@@ -126,7 +126,10 @@ http::Handler TrackingHandler(const Services& s, std::optional<wire::EventType> 
           if (!results.ok()) {
             return std::move(respond)(ErrorResponse(results.status(), ErrorShape::kSegment));
           }
-          std::move(respond)(TrackingResponse(*results, is_batch));
+          // This runs on the store's writer thread: format on the connection's own thread.
+          std::move(respond).Later([results = *std::move(results), is_batch] {
+            return TrackingResponse(results, is_batch);
+          });
         });
   };
 }

@@ -5,7 +5,9 @@
 //   import            store JSON lines from export, idempotently (store not in use by a server)
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -58,14 +60,19 @@ struct ServeFlags {
   int dedupe_days = 7;
 };
 
-void WriteDemoCredentials(const std::string& data, const trust::CreatedWorkspace& created) {
+// Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.
+absl::Status WriteDemoCredentials(const std::string& data, const trust::CreatedWorkspace& created) {
   const std::string path = data + "/demo-credentials.json";
-  std::ofstream out(path, std::ios::trunc);
-  out << fmt::format("{{\"workspace\":{},\"write_key\":{},\"secret_key\":{}}}\n",
-                     wire::Quote(created.workspace.name), wire::Quote(created.write_key),
-                     wire::Quote(created.secret_key));
-  out.close();
-  chmod(path.c_str(), 0600);
+  const std::string text =
+      fmt::format("{{\"workspace\":{},\"write_key\":{},\"secret_key\":{}}}\n",
+                  wire::Quote(created.workspace.name), wire::Quote(created.write_key),
+                  wire::Quote(created.secret_key));
+  const int fd = open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  const bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (!ok) return absl::UnavailableError(fmt::format("cannot write {}", path));
+  return absl::OkStatus();
 }
 
 int Serve(const ServeFlags& flags) {
@@ -97,9 +104,10 @@ int Serve(const ServeFlags& flags) {
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
   if ((*workspaces)->List().empty()) {
-    auto created = (*workspaces)->Create("demo");
+    // The first workspace of a new store carries the operator's key (scope admin).
+    auto created = (*workspaces)->Create("demo", /*operator_key=*/true);
     if (!created.ok()) return Fail(created.status());
-    WriteDemoCredentials(flags.data, *created);
+    if (auto st = WriteDemoCredentials(flags.data, *created); !st.ok()) return Fail(st);
     std::printf("created workspace 'demo' (keys saved in %s/demo-credentials.json)\n"
                 "  write key:  %s\n  secret key: %s  (shown once; stored hashed)\n",
                 flags.data.c_str(), created->write_key.c_str(), created->secret_key.c_str());
@@ -140,12 +148,13 @@ int Serve(const ServeFlags& flags) {
   return 0;
 }
 
-int CreateWorkspace(const std::string& data, const std::string& name, bool as_json) {
+int CreateWorkspace(const std::string& data, const std::string& name, bool as_json,
+                    bool operator_key) {
   auto store = OpenStore(data, /*read_only=*/false);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
-  auto created = (*workspaces)->Create(name);
+  auto created = (*workspaces)->Create(name, operator_key);
   if (!created.ok()) return Fail(created.status());
   if (as_json) {
     std::printf("{\"workspace\":%s,\"write_key\":%s,\"secret_key\":%s}\n",
@@ -289,13 +298,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3650));
 
   std::string data = "./var", name, since, workspace, file;
-  bool as_json = false;
+  bool as_json = false, operator_key = false;
   auto* ws_cmd = cli.add_subcommand("workspace", "Manage workspaces");
   ws_cmd->require_subcommand(1);
   auto* create_cmd = ws_cmd->add_subcommand("create", "Create a workspace and print its keys");
   create_cmd->add_option("name", name, "Workspace name (a-z, 0-9, - and _)")->required();
   create_cmd->add_option("--data", data, "Store directory")->capture_default_str();
   create_cmd->add_flag("--json", as_json, "Print {\"workspace\",\"write_key\",\"secret_key\"}");
+  create_cmd->add_flag("--admin", operator_key,
+                       "Also give the secret key the operator's `admin` scope (manage workspaces)");
 
   auto* export_cmd = cli.add_subcommand("export", "Write stored events as JSON lines to stdout");
   export_cmd->add_option("--data", data, "Store directory")->capture_default_str();
@@ -310,7 +321,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(cli, argc, argv);
   if (serve_cmd->parsed()) return Serve(serve);
-  if (create_cmd->parsed()) return CreateWorkspace(data, name, as_json);
+  if (create_cmd->parsed()) return CreateWorkspace(data, name, as_json, operator_key);
   if (export_cmd->parsed()) return Export(data, since, workspace);
   if (import_cmd->parsed()) return Import(data, file, workspace);
   return 1;

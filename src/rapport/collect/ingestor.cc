@@ -133,6 +133,16 @@ absl::StatusOr<store::EventWrite> Ingestor::Prepare(uint32_t workspace,
     }
   }
 
+  // Skew correction can move a time out of the calendar (years 0001-9999) that ISO-8601 and
+  // the stored JSON can express: refuse it rather than store a wrong date.
+  static const base::Micros kMin = base::DaysFromCivil(1, 1, 1) * base::kMicrosPerDay;
+  static const base::Micros kMax = base::DaysFromCivil(10000, 1, 1) * base::kMicrosPerDay - 1;
+  if (fields.timestamp < kMin || fields.timestamp > kMax) {
+    return InvalidField("invalid_timestamp", "timestamp",
+                        "corrected for the client's clock skew (receivedAt - (sentAt - "
+                        "originalTimestamp)), the event's time falls outside years 0001-9999");
+  }
+
   store::EventWrite write;
   write.workspace = workspace;
   write.timestamp = fields.timestamp;

@@ -117,6 +117,11 @@ absl::StatusOr<std::string> Gunzip(std::string_view in, size_t limit) {
       inflateEnd(&zs);
       return base::InvalidField("invalid_gzip", "", "the gzip body is truncated");
     }
+    // A gzip file may hold several members one after another: read them all.
+    if (rc == Z_STREAM_END && zs.avail_in > 0) {
+      if (inflateReset(&zs) != Z_OK) break;
+      rc = Z_OK;
+    }
   }
   inflateEnd(&zs);
   return out;
@@ -200,16 +205,20 @@ Response ErrorResponse(const absl::Status& status, ErrorShape shape) {
 Responder::~Responder() {
   if (fn_) {
     RAPPORT_BUG("a request handler dropped its Responder without answering");
-    std::move(fn_)(ErrorResponse(absl::InternalError("the server failed to answer this request"),
-                                 ErrorShape::kNative));
+    std::move(*this)(ErrorResponse(absl::InternalError("the server failed to answer this request"),
+                                   ErrorShape::kNative));
   }
 }
 
 void Responder::operator()(Response response) && {
+  std::move(*this).Later([response = std::move(response)]() mutable { return std::move(response); });
+}
+
+void Responder::Later(Builder build) && {
   RAPPORT_CHECK(fn_);
   auto fn = std::move(fn_);
   fn_ = nullptr;
-  std::move(fn)(std::move(response));
+  std::move(fn)(std::move(build));
 }
 
 class Session;
@@ -313,6 +322,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                   "", static_cast<int64_t>(server_->options.max_header_bytes)),
                   431);
     }
+    if (!ec || ec == bhttp::error::body_limit) {
+      const auto target = parser_->get().target();
+      segment_surface_ = std::string_view(target.data(), target.size()).starts_with("/v1/");
+    }
     if (ec == bhttp::error::body_limit) return Fail(BodyTooLarge());
     // A timeout has already closed the socket (beast::tcp_stream does so), so a slow client is
     // simply disconnected: there is no one left to answer.
@@ -401,7 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (it == server_->by_path.end()) {
       return Write(ErrorResponse(base::MakeError(absl::StatusCode::kNotFound, "no_such_route",
                                                  fmt::format("there is no route {}", r.path)),
-                                 ErrorShape::kNative));
+                                 Shape()));
     }
     const Route* route = nullptr;
     std::string allowed;
@@ -420,16 +433,16 @@ class Session : public std::enable_shared_from_this<Session> {
           base::MakeError(absl::StatusCode::kInvalidArgument, "method_not_allowed",
                           fmt::format("{} does not accept {}; use {}", r.path,
                                       MethodName(r.method), allowed)),
-          ErrorShape::kNative);
+          Shape());
       response.status = 405;
       response.headers.emplace_back("Allow", allowed);
       return Write(std::move(response));
     }
     head_ = r.method == Method::kHead;
-    route->handler(std::move(r), Responder([self = shared_from_this()](Response response) {
+    route->handler(std::move(r), Responder([self = shared_from_this()](Responder::Builder build) {
                      asio::post(self->stream_.get_executor(),
-                                [self, response = std::move(response)]() mutable {
-                                  self->Write(std::move(response));
+                                [self, build = std::move(build)]() mutable {
+                                  self->Write(std::move(build)());
                                 });
                    }));
   }
@@ -438,7 +451,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // cannot be trusted (unread body, malformed HTTP, limits).
   void Fail(absl::Status status, int http_status = 0) {
     keep_alive_ = false;
-    Response response = ErrorResponse(status, ErrorShape::kNative);
+    Response response = ErrorResponse(status, Shape());
     if (http_status) response.status = http_status;
     Write(std::move(response));
   }
@@ -480,8 +493,12 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   State state_ = State::kWaitingHeader;
+  // The Segment-compatible surface (/v1/…) answers errors in Segment's shape.
+  ErrorShape Shape() const { return segment_surface_ ? ErrorShape::kSegment : ErrorShape::kNative; }
+
   bool keep_alive_ = true;
   bool head_ = false;
+  bool segment_surface_ = false;
   size_t route_index_ = static_cast<size_t>(-1);
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 

@@ -47,16 +47,20 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Retry-After", "1"}
 };
 
-// Answers one request. Must be called exactly once (a Responder dropped unanswered answers 500
-// and counts a bug); may be called from any thread.
+// Answers one request, exactly once (a Responder dropped unanswered answers 500 and counts a
+// bug), from any thread.
 class Responder {
  public:
-  using Fn = absl::AnyInvocable<void(Response) &&>;
+  using Builder = absl::AnyInvocable<Response() &&>;
+  using Fn = absl::AnyInvocable<void(Builder) &&>;
   explicit Responder(Fn fn) : fn_(std::move(fn)) {}
   Responder(Responder&&) = default;
   Responder& operator=(Responder&&) = default;
   ~Responder();
   void operator()(Response response) &&;
+  // Answers with what `build` returns, calling it on the connection's own thread: for callers
+  // on a thread that must stay short (the store's writer) with a response that costs to format.
+  void Later(Builder build) &&;
 
  private:
   Fn fn_;

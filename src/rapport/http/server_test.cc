@@ -159,6 +159,11 @@ TEST(Server, GzipBodiesAreDecodedWithinTheLimit) {
                         {{"Content-Encoding", "gzip"}});
   EXPECT_EQ(ok.result_int(), 200);
   EXPECT_EQ(ok.body(), "{\"a\":1}");
+  // Two gzip members one after the other are one body.
+  Client two(server->address());
+  auto both = two.Send(bhttp::verb::post, "/echo", Gzip("{\"a\":") + Gzip("2}"),
+                       {{"Content-Encoding", "gzip"}});
+  EXPECT_EQ(both.body(), "{\"a\":2}");
   // A small body that inflates past the limit (a "zip bomb") is refused.
   Client bomb(server->address());
   auto big = bomb.Send(bhttp::verb::post, "/echo", Gzip(std::string(50000, 'a')),

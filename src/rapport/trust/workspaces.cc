@@ -102,7 +102,7 @@ absl::StatusOr<std::unique_ptr<Workspaces>> Workspaces::Load(store::Store* store
   return w;
 }
 
-absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name) {
+absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name, bool operator_key) {
   if (!ValidName(name)) {
     return base::InvalidField("invalid_field", "name",
                               fmt::format("workspace name '{}' must be 1-64 characters of a-z, "
@@ -127,6 +127,7 @@ absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name) {
   KeyInfo write{id, KeyKind::kWrite, {}, created.workspace.created_at};
   KeyInfo secret{id, KeyKind::kSecret, {}, created.workspace.created_at};
   for (std::string_view s : kScopes) secret.scopes.emplace_back(s);
+  if (operator_key) secret.scopes.emplace_back(kAdminScope);
 
   auto key_record = [](const KeyInfo& k) {
     std::string v(1, kVersion);

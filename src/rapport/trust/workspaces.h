@@ -24,9 +24,12 @@
 
 namespace rapport::trust {
 
-// The scopes a secret key may hold. `admin` also allows managing workspaces.
+// The scopes a secret key may hold within its workspace.
 inline constexpr std::string_view kScopes[] = {"profiles:read", "profiles:write", "decide",
-                                               "consent",       "gdpr",           "admin"};
+                                               "consent", "gdpr"};
+// The operator's scope: manage the server's workspaces (POST /api/v1/workspaces). Only keys
+// created with `operator_key` hold it.
+inline constexpr std::string_view kAdminScope = "admin";
 
 struct Workspace {
   uint32_t id = 0;
@@ -48,7 +51,7 @@ struct KeyInfo {
 struct CreatedWorkspace {
   Workspace workspace;
   std::string write_key;   // shown once
-  std::string secret_key;  // shown once; holds every scope in kScopes
+  std::string secret_key;  // shown once; holds every scope in kScopes (and kAdminScope if asked)
 };
 
 class Workspaces {
@@ -57,9 +60,11 @@ class Workspaces {
   static absl::StatusOr<std::unique_ptr<Workspaces>> Load(store::Store* store,
                                                           const base::Clock* clock);
 
-  // Creates a workspace with one write key and one secret key with all scopes. `name`: 1-64
-  // characters of a-z, 0-9, '-' and '_' (InvalidArgument otherwise); AlreadyExists if taken.
-  absl::StatusOr<CreatedWorkspace> Create(std::string_view name);
+  // Creates a workspace with one write key and one secret key with all of kScopes, plus
+  // kAdminScope when `operator_key` (the bootstrap workspace of a new store, or
+  // `rapport workspace create --admin`). `name`: 1-64 characters of a-z, 0-9, '-' and '_'
+  // (InvalidArgument otherwise); AlreadyExists if taken.
+  absl::StatusOr<CreatedWorkspace> Create(std::string_view name, bool operator_key = false);
 
   // The key's workspace and rights, or nullopt for a key that is unknown (or malformed).
   std::optional<KeyInfo> Authenticate(std::string_view key) const;

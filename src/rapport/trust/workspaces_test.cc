@@ -17,11 +17,12 @@ std::unique_ptr<store::Store> Open(const std::string& path) {
 TEST(Workspaces, CreateAuthenticateAndReload) {
   testing::TempDir dir;
   CreatedWorkspace created;
+  std::string beta_secret;
   {
     auto store = Open(dir.path());
     auto ws = Workspaces::Load(store.get(), base::RealClock::Get());
     ASSERT_TRUE(ws.ok()) << ws.status();
-    auto c = (*ws)->Create("acme");
+    auto c = (*ws)->Create("acme", /*operator_key=*/true);
     ASSERT_TRUE(c.ok()) << c.status();
     created = *c;
     EXPECT_TRUE(created.write_key.starts_with("wk_"));
@@ -30,6 +31,7 @@ TEST(Workspaces, CreateAuthenticateAndReload) {
     EXPECT_EQ((*ws)->Create("Not OK").status().code(), absl::StatusCode::kInvalidArgument);
     auto second = (*ws)->Create("beta");
     ASSERT_TRUE(second.ok());
+    beta_secret = second->secret_key;
     EXPECT_NE(second->workspace.id, created.workspace.id);
   }
   auto store = Open(dir.path());
@@ -42,8 +44,12 @@ TEST(Workspaces, CreateAuthenticateAndReload) {
   EXPECT_FALSE(write->HasScope("profiles:read"));
   auto secret = (*ws)->Authenticate(created.secret_key);
   ASSERT_TRUE(secret.has_value());
-  EXPECT_TRUE(secret->HasScope("admin"));
+  EXPECT_TRUE(secret->HasScope("admin"));  // created as the operator's
   EXPECT_TRUE(secret->HasScope("profiles:read"));
+  auto tenant = (*ws)->Authenticate(beta_secret);
+  ASSERT_TRUE(tenant.has_value());
+  EXPECT_FALSE(tenant->HasScope("admin"));
+  EXPECT_TRUE(tenant->HasScope("gdpr"));
   EXPECT_FALSE((*ws)->Authenticate("wk_nope").has_value());
   EXPECT_EQ((*ws)->FindByName("acme")->id, created.workspace.id);
   EXPECT_EQ((*ws)->List().size(), 2u);

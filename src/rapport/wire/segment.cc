@@ -67,10 +67,32 @@ absl::Status ReadObject(const json::value& v, std::string_view field, std::strin
   return absl::OkStatus();
 }
 
+// What a batch's envelope gives each of its messages.
+struct BatchDefaults {
+  const json::object* context = nullptr;       // merged under the message's own context
+  const json::object* integrations = nullptr;  // merged under the message's own integrations
+  std::optional<std::string> sent_at;          // unless the message has its own
+  const json::object* envelope = nullptr;      // other members, unless the message has them
+};
+
+// `own` (may be null) merged over `defaults` (may be null), as JSON text; "" when both absent.
+std::string MergeObjects(const json::object* defaults, const json::object* own) {
+  if (!defaults || defaults->empty()) return own ? json::serialize(*own) : std::string();
+  json::object merged = *defaults;
+  if (own) {
+    for (const auto& member : *own) merged[member.key()] = member.value();
+  }
+  return json::serialize(merged);
+}
+
+bool IsEnvelopeMember(std::string_view key) {
+  return key == "batch" || key == "writeKey" || key == "sentAt" || key == "context" ||
+         key == "integrations";
+}
+
 absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
                                            std::optional<EventType> route,
-                                           const json::object* batch_context,
-                                           const std::optional<std::string>& batch_sent_at,
+                                           const BatchDefaults& batch,
                                            const ParseLimits& limits) {
   const json::object* obj = value.if_object();
   if (!obj) {
@@ -115,6 +137,7 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
   }
 
   const json::object* own_context = nullptr;
+  const json::object* own_integrations = nullptr;
   for (const auto& member : *obj) {
     const std::string_view key(member.key().data(), member.key().size());
     const json::value& v = member.value();
@@ -133,8 +156,10 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
     else if (key == "receivedAt") s = ReadString(v, key, &m.received_at);
     else if (key == "traits") s = ReadObject(v, key, &m.traits);
     else if (key == "properties") s = ReadObject(v, key, &m.properties);
-    else if (key == "integrations") s = ReadObject(v, key, &m.integrations);
-    else if (key == "context") {
+    else if (key == "integrations") {
+      if (!v.is_null() && !v.is_object()) s = WrongType(key, "an object", v);
+      own_integrations = v.if_object();
+    } else if (key == "context") {
       if (!v.is_null() && !v.is_object()) s = WrongType(key, "an object", v);
       own_context = v.if_object();
     } else {
@@ -145,15 +170,19 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
     }
     if (!s.ok()) return s;
   }
-  if (!m.sent_at && batch_sent_at) m.sent_at = batch_sent_at;
-  if (batch_context && !batch_context->empty()) {
-    json::object merged = *batch_context;
-    if (own_context) {
-      for (const auto& member : *own_context) merged[member.key()] = member.value();
+  if (!m.sent_at && batch.sent_at) m.sent_at = batch.sent_at;
+  m.context = MergeObjects(batch.context, own_context);
+  m.integrations = MergeObjects(batch.integrations, own_integrations);
+  // Any other member of the batch's envelope is kept on each message that lacks it.
+  if (batch.envelope) {
+    for (const auto& member : *batch.envelope) {
+      const std::string_view key(member.key().data(), member.key().size());
+      if (IsEnvelopeMember(key) || obj->contains(member.key())) continue;
+      if (!m.other_members.empty()) m.other_members += ',';
+      AppendQuoted(&m.other_members, key);
+      m.other_members += ':';
+      m.other_members += json::serialize(member.value());
     }
-    m.context = json::serialize(merged);
-  } else if (own_context) {
-    m.context = json::serialize(*own_context);
   }
   return m;
 }
@@ -214,7 +243,7 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
     if (auto s = ReadString(it->value(), "writeKey", &request.write_key); !s.ok()) return s;
   }
   if (route) {
-    request.messages.push_back(ReadMessage(root, route, nullptr, std::nullopt, limits));
+    request.messages.push_back(ReadMessage(root, route, BatchDefaults{}, limits));
     return request;
   }
 
@@ -224,18 +253,21 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
   }
   const json::array* batch = batch_it->value().if_array();
   if (!batch) return WrongType("batch", "an array", batch_it->value());
-  std::optional<std::string> batch_sent_at;
+  BatchDefaults defaults;
+  defaults.envelope = obj;
   if (auto it = obj->find("sentAt"); it != obj->end()) {
-    if (auto s = ReadString(it->value(), "sentAt", &batch_sent_at); !s.ok()) return s;
+    if (auto s = ReadString(it->value(), "sentAt", &defaults.sent_at); !s.ok()) return s;
   }
-  const json::object* batch_context = nullptr;
-  if (auto it = obj->find("context"); it != obj->end() && !it->value().is_null()) {
-    batch_context = it->value().if_object();
-    if (!batch_context) return WrongType("context", "an object", it->value());
+  for (auto [name, slot] : {std::pair{"context", &defaults.context},
+                            std::pair{"integrations", &defaults.integrations}}) {
+    if (auto it = obj->find(name); it != obj->end() && !it->value().is_null()) {
+      *slot = it->value().if_object();
+      if (!*slot) return WrongType(name, "an object", it->value());
+    }
   }
   request.messages.reserve(batch->size());
   for (size_t i = 0; i < batch->size(); ++i) {
-    auto message = ReadMessage((*batch)[i], std::nullopt, batch_context, batch_sent_at, limits);
+    auto message = ReadMessage((*batch)[i], std::nullopt, defaults, limits);
     if (!message.ok()) {
       message = base::WithFieldPrefix(message.status(), fmt::format("batch[{}]", i));
     }

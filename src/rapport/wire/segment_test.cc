@@ -46,6 +46,19 @@ TEST(ParseTrackingRequest, BatchInheritsSentAtAndMergesContext) {
   EXPECT_EQ(r->messages[1]->context, R"({"library":{"name":"x"},"locale":"en-US"})");
 }
 
+TEST(ParseTrackingRequest, NothingOfTheBatchEnvelopeIsLost) {
+  auto r = ParseTrackingRequest(
+      R"({"batch":[{"type":"track","event":"a","userId":"u","integrations":{"X":false}},
+                   {"type":"track","event":"b","userId":"u","channel":"own"}],
+          "integrations":{"All":true},"channel":"server","writeKey":"wk"})",
+      std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->messages[0]->integrations, R"({"All":true,"X":false})");
+  EXPECT_EQ(r->messages[1]->integrations, R"({"All":true})");
+  EXPECT_EQ(r->messages[0]->other_members, R"("channel":"server")");
+  EXPECT_EQ(r->messages[1]->other_members, R"("channel":"own")");
+}
+
 TEST(ParseTrackingRequest, ReportsEachBadMessageWithItsField) {
   auto r = ParseTrackingRequest(
       R"({"batch":[{"type":"track","userId":7},{"type":"nope"},{"userId":"u"},
