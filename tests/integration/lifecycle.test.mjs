@@ -32,12 +32,16 @@ test('SIGTERM finishes the requests in flight: every 200 is stored', async () =>
   const acked = [];
   let stop = false;
   let n = 0;
+  let termAt = Infinity;
+  let answeredInFlight = 0;  // sent before SIGTERM, answered 200 after it
   const sender = async () => {
     while (!stop) {
       const i = n++;
       try {
+        const sentAt = performance.now();
         const r = await post(server, '/v1/batch', batchOf(`term-${i}`, 25));
         if (r.status === 200) acked.push(i);
+        if (r.status === 200 && sentAt < termAt && performance.now() > termAt) answeredInFlight++;
       } catch {
         return;  // the server closed the connection or refused it: not acknowledged
       }
@@ -45,12 +49,14 @@ test('SIGTERM finishes the requests in flight: every 200 is stored', async () =>
   };
   const senders = Array.from({ length: 8 }, sender);
   await new Promise((r) => setTimeout(r, 300));
+  termAt = performance.now();
   const code = await server.stop('SIGTERM');
   stop = true;
   await Promise.all(senders);
   assert.equal(code, 0);
   assert.match(server.output(), /stopped cleanly/);
   assert.ok(acked.length > 10, `only ${acked.length} batches were acknowledged`);
+  assert.ok(answeredInFlight > 0, 'requests in flight at SIGTERM were answered');
   server = await startServer({ data });
   for (const i of acked) {
     assert.equal((await eventsOf(server, { userId: `term-${i}-user` })).length, 25, `batch ${i}`);
