@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "rapport/base/crypto.h"
+#include "rapport/base/endian.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
@@ -22,22 +23,10 @@ namespace {
 //   "key/" hash(hex)   → version(1) workspace(4) kind(1) created_at(8) scopes(comma-separated)
 constexpr char kVersion = 1;
 
-void PutU32(std::string* out, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out->push_back(static_cast<char>(v >> s));
-}
-void PutI64(std::string* out, int64_t v) {
-  for (int s = 56; s >= 0; s -= 8) out->push_back(static_cast<char>(static_cast<uint64_t>(v) >> s));
-}
-uint32_t GetU32(std::string_view in) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
-  return v;
-}
-int64_t GetI64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
-  return static_cast<int64_t>(v);
-}
+using base::GetU32;
+using base::PutU32;
+void PutI64(std::string* out, int64_t v) { base::PutU64(out, static_cast<uint64_t>(v)); }
+int64_t GetI64(std::string_view in) { return static_cast<int64_t>(base::GetU64(in)); }
 
 std::string WorkspaceKey(uint32_t id) {
   std::string k = "ws/";
@@ -187,28 +176,32 @@ std::vector<Workspace> Workspaces::List() const {
   return out;
 }
 
-std::optional<std::string> BasicUser(std::string_view authorization) {
-  constexpr std::string_view kBasic = "Basic ";
-  if (authorization.size() <= kBasic.size() ||
-      !absl::EqualsIgnoreCase(base::AsAbsl(authorization.substr(0, kBasic.size())),
-                              base::AsAbsl(kBasic))) {
+namespace {
+// The credentials after `scheme` ("Basic ", "Bearer "; case-insensitive), or nullopt.
+std::optional<std::string_view> Credentials(std::string_view authorization,
+                                            std::string_view scheme) {
+  if (authorization.size() <= scheme.size() ||
+      !absl::EqualsIgnoreCase(base::AsAbsl(authorization.substr(0, scheme.size())),
+                              base::AsAbsl(scheme))) {
     return std::nullopt;
   }
+  return authorization.substr(scheme.size());
+}
+}  // namespace
+
+std::optional<std::string> BasicUser(std::string_view authorization) {
+  auto credentials = Credentials(authorization, "Basic ");
   std::string decoded;
-  if (!absl::Base64Unescape(base::AsAbsl(authorization.substr(kBasic.size())), &decoded)) {
+  if (!credentials || !absl::Base64Unescape(base::AsAbsl(*credentials), &decoded)) {
     return std::nullopt;
   }
   return decoded.substr(0, decoded.find(':'));
 }
 
 std::optional<std::string> BearerToken(std::string_view authorization) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() ||
-      !absl::EqualsIgnoreCase(base::AsAbsl(authorization.substr(0, kBearer.size())),
-                              base::AsAbsl(kBearer))) {
-    return std::nullopt;
-  }
-  return std::string(authorization.substr(kBearer.size()));
+  auto credentials = Credentials(authorization, "Bearer ");
+  if (!credentials) return std::nullopt;
+  return std::string(*credentials);
 }
 
 }  // namespace rapport::trust

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "rapport/base/endian.h"
 #include "rapport/base/time.h"
 #include "rapport/store/store.h"
 
@@ -15,11 +16,11 @@ namespace rapport::store::internal {
 
 inline constexpr char kValueVersion = 1;
 
-void PutU16(std::string* out, uint16_t v);
-void PutU32(std::string* out, uint32_t v);
-void PutU64(std::string* out, uint64_t v);
-uint32_t GetU32(std::string_view in);  // requires in.size() >= 4
-uint64_t GetU64(std::string_view in);  // requires in.size() >= 8
+using base::GetU32;
+using base::GetU64;
+using base::PutU16;
+using base::PutU32;
+using base::PutU64;
 
 // Signed microseconds mapped to an unsigned value with the same order.
 inline uint64_t OrderedTime(base::Micros t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
