@@ -26,6 +26,22 @@ test('acknowledged events and their dedupe records survive a restart', async () 
   cleanup(data);
 });
 
+test('--sync=interval loses nothing acknowledged when the process is killed', async () => {
+  const data = tempDir();
+  let server = await startServer({ data, args: ['--sync', 'interval:1000'] });
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await post(server, '/v1/batch', batchOf(`iv-${i}`, 20))).status, 200);
+  }
+  // Killed well within the sync interval: the log is in the OS, not yet fsync'd.
+  assert.equal(await server.stop('SIGKILL'), 'SIGKILL');
+  server = await startServer({ data, args: ['--sync', 'interval:1000'] });
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await eventsOf(server, { userId: `iv-${i}-user` })).length, 20);
+  }
+  await server.stop();
+  cleanup(data);
+});
+
 test('SIGTERM finishes the requests in flight: every 200 is stored', async () => {
   const data = tempDir();
   let server = await startServer({ data });
