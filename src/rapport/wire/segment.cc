@@ -214,11 +214,6 @@ std::optional<EventType> ParseEventType(std::string_view name) {
 absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
                                                      std::optional<EventType> route,
                                                      const ParseLimits& limits) {
-  if (auto bad = base::FindInvalidUtf8(body)) {
-    return InvalidField("invalid_utf8", "",
-                        fmt::format("the body is not valid UTF-8 (first bad byte at offset {})",
-                                    *bad));
-  }
   json::parse_options options;
   // The message may nest max_depth levels; a batch puts it two levels down ({"batch": [msg]}).
   options.max_depth = static_cast<size_t>(limits.max_depth) + 2;
@@ -229,7 +224,15 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
   boost::system::error_code ec;
   size_t consumed = parser.write_some(body.data(), body.size(), ec);
   if (!ec) parser.finish(ec);
-  if (ec) return MalformedJson(ec, consumed, limits.max_depth);
+  if (ec) {
+    // The parser refuses invalid UTF-8 too; only a failed parse pays for finding where it is.
+    if (auto bad = base::FindInvalidUtf8(body)) {
+      return InvalidField("invalid_utf8", "",
+                          fmt::format("the body is not valid UTF-8 (first bad byte at offset {})",
+                                      *bad));
+    }
+    return MalformedJson(ec, consumed, limits.max_depth);
+  }
   json::value root = parser.release();
 
   const json::object* obj = root.if_object();
