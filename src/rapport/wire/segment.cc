@@ -85,9 +85,18 @@ std::string MergeObjects(const json::object* defaults, const json::object* own) 
   return json::serialize(merged);
 }
 
-bool IsEnvelopeMember(std::string_view key) {
-  return key == "batch" || key == "writeKey" || key == "sentAt" || key == "context" ||
-         key == "integrations";
+// Members a message's fields are read from (or that are never stored): a batch envelope's copy
+// of one of these is not passed down as an "other" member, which would duplicate a key of the
+// stored JSON or bypass the typed field.
+bool IsInterpretedMember(std::string_view key) {
+  static constexpr std::string_view kInterpreted[] = {
+      "batch",   "writeKey", "type",      "messageId",         "userId", "anonymousId",
+      "event",   "name",     "groupId",   "previousId",        "traits", "properties",
+      "context", "integrations", "timestamp", "originalTimestamp", "sentAt", "receivedAt"};
+  for (std::string_view k : kInterpreted) {
+    if (k == key) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
@@ -177,7 +186,7 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
   if (batch.envelope) {
     for (const auto& member : *batch.envelope) {
       const std::string_view key(member.key().data(), member.key().size());
-      if (IsEnvelopeMember(key) || obj->contains(member.key())) continue;
+      if (IsInterpretedMember(key) || obj->contains(member.key())) continue;
       if (!m.other_members.empty()) m.other_members += ',';
       AppendQuoted(&m.other_members, key);
       m.other_members += ':';

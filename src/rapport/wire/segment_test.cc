@@ -59,6 +59,23 @@ TEST(ParseTrackingRequest, NothingOfTheBatchEnvelopeIsLost) {
   EXPECT_EQ(r->messages[1]->other_members, R"("channel":"own")");
 }
 
+TEST(ParseTrackingRequest, EnvelopeNeverDuplicatesAStoredField) {
+  auto r = ParseTrackingRequest(
+      R"({"batch":[{"type":"track","event":"a","anonymousId":"x"}],
+          "timestamp":"2024-01-01T00:00:00Z","receivedAt":"2024-01-01T00:00:00Z",
+          "userId":"sneaky","type":"page","messageId":"m","version":2})",
+      std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const SegmentMessage& m = *r->messages[0];
+  EXPECT_EQ(m.other_members, R"("version":2)");
+  EXPECT_FALSE(m.user_id.has_value());
+  EXPECT_FALSE(m.timestamp.has_value());
+  // The stored JSON has each key once.
+  const std::string stored = EncodeStoredEvent(m, {"m-1", 0, 0, std::nullopt});
+  EXPECT_EQ(stored.find("\"timestamp\""), stored.rfind("\"timestamp\""));
+  EXPECT_EQ(stored.find("\"receivedAt\""), stored.rfind("\"receivedAt\""));
+}
+
 TEST(ParseTrackingRequest, ReportsEachBadMessageWithItsField) {
   auto r = ParseTrackingRequest(
       R"({"batch":[{"type":"track","userId":7},{"type":"nope"},{"userId":"u"},
