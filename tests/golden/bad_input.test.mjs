@@ -26,6 +26,15 @@ function bodyOf(c) {
     for (let i = 1; i < c.nest; i++) inner = `{"userId":"golden","event":"E","properties":${inner}}`;
     return inner;
   }
+  if (c.envelope_nest !== undefined) {
+    // A batch-level member nesting `envelope_nest` levels: 1 + that inside each message.
+    return `{"batch":[{"type":"track","userId":"golden","event":"E"}],"x":${'['.repeat(c.envelope_nest)}${']'.repeat(c.envelope_nest)}}`;
+  }
+  if (c.expand) {
+    // 2,000 tiny messages under a 20 KB context: ~60 KB sent, ~40 MB if expanded.
+    const batch = Array.from({ length: 2000 }, (_, i) => ({ type: 'track', userId: 'golden', event: 'E', messageId: `x${i}` }));
+    return JSON.stringify({ context: { blob: 'x'.repeat(20000) }, batch });
+  }
   return c.body === undefined ? undefined : JSON.stringify(expand(c.body));
 }
 

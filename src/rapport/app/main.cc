@@ -68,7 +68,8 @@ absl::Status WriteDemoCredentials(const std::string& data, const trust::CreatedW
                   wire::Quote(created.workspace.name), wire::Quote(created.write_key),
                   wire::Quote(created.secret_key));
   const int fd = open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-  const bool ok = fd >= 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+  const bool ok = fd >= 0 && fchmod(fd, 0600) == 0 &&
+                  write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                   fsync(fd) == 0;
   if (fd >= 0) close(fd);
   if (!ok) return absl::UnavailableError(fmt::format("cannot write {}", path));
@@ -107,10 +108,16 @@ int Serve(const ServeFlags& flags) {
     // The first workspace of a new store carries the operator's key (scope admin).
     auto created = (*workspaces)->Create("demo", /*operator_key=*/true);
     if (!created.ok()) return Fail(created.status());
-    if (auto st = WriteDemoCredentials(flags.data, *created); !st.ok()) return Fail(st);
-    std::printf("created workspace 'demo' (keys saved in %s/demo-credentials.json)\n"
+    // Printed before anything else can fail: the store keeps only their hashes.
+    std::printf("created workspace 'demo'\n"
                 "  write key:  %s\n  secret key: %s  (shown once; stored hashed)\n",
-                flags.data.c_str(), created->write_key.c_str(), created->secret_key.c_str());
+                created->write_key.c_str(), created->secret_key.c_str());
+    if (auto st = WriteDemoCredentials(flags.data, *created); st.ok()) {
+      std::printf("  (keys saved in %s/demo-credentials.json, mode 0600)\n", flags.data.c_str());
+    } else {
+      std::fprintf(stderr, "rapport: warning: %s; note the keys above\n",
+                   std::string(st.message()).c_str());
+    }
   }
   collect::Ingestor ingestor(store->get(), base::RealClock::Get(), &metrics);
   std::atomic<bool> draining{false};

@@ -199,6 +199,17 @@ void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mo
     std::move(done)(std::move(*results));
     return;
   }
+  size_t stored_bytes = 0;
+  for (const store::EventWrite& w : writes) stored_bytes += w.payload.size();
+  if (stored_bytes > limits_.max_request_stored_bytes) {
+    std::move(done)(base::MakeError(
+        absl::StatusCode::kOutOfRange, "request_expands_too_much",
+        fmt::format("with the batch's envelope copied into each message the request would store "
+                    "{} bytes; the limit is {} bytes per request",
+                    stored_bytes, limits_.max_request_stored_bytes),
+        "", static_cast<int64_t>(limits_.max_request_stored_bytes)));
+    return;
+  }
   struct State {
     std::unique_ptr<std::vector<MessageResult>> results;
     std::vector<size_t> positions;

@@ -27,6 +27,9 @@ struct IngestLimits {
   size_t max_message_id_chars = 100;
   // userId, anonymousId, groupId, previousId, event and name, in bytes: 1024.
   size_t max_id_bytes = 1024;
+  // All events of one request as stored: 4 MiB. A batch's envelope (context, integrations, …)
+  // is copied into every message, so a small request could otherwise expand without bound.
+  size_t max_request_stored_bytes = size_t{4} << 20;
 };
 
 enum class Mode {

@@ -303,6 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadHeader() {
     if (server_->draining.load()) return Close();
     state_ = State::kWaitingHeader;
+    segment_surface_ = false;  // decided again from this request's target
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(server_->options.max_body_bytes);

@@ -231,7 +231,8 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
   json::monotonic_resource arena(body.size() * 2 + 1024);
   json::stream_parser parser(&arena, options);
   boost::system::error_code ec;
-  size_t consumed = parser.write_some(body.data(), body.size(), ec);
+  // write (not write_some): anything after the JSON value is an error, not silently skipped.
+  size_t consumed = parser.write(body.data(), body.size(), ec);
   if (!ec) parser.finish(ec);
   if (ec) {
     // The parser refuses invalid UTF-8 too; only a failed parse pays for finding where it is.
@@ -265,6 +266,18 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
   }
   const json::array* batch = batch_it->value().if_array();
   if (!batch) return WrongType("batch", "an array", batch_it->value());
+  // Envelope members end up inside every message, so they obey the message's depth limit.
+  for (const auto& member : *obj) {
+    if (member.key() == "batch") continue;
+    if (const int depth = 1 + Depth(member.value()); depth > limits.max_depth) {
+      const std::string_view key(member.key().data(), member.key().size());
+      return InvalidField("too_deep", key,
+                          fmt::format("'{}' of the batch nests {} levels deep inside each message; "
+                                      "the limit is {}",
+                                      key, depth, limits.max_depth),
+                          limits.max_depth);
+    }
+  }
   BatchDefaults defaults;
   defaults.envelope = obj;
   if (auto it = obj->find("sentAt"); it != obj->end()) {
