@@ -216,6 +216,10 @@ void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
 
 }  // namespace
 
+http::ErrorShape ErrorShapeFor(std::string_view path) {
+  return path.starts_with("/v1/") ? ErrorShape::kSegment : ErrorShape::kNative;
+}
+
 std::vector<http::Route> Routes(const Services& s) {
   std::vector<http::Route> routes;
   for (auto type : {wire::EventType::kIdentify, wire::EventType::kTrack, wire::EventType::kPage,

@@ -24,6 +24,10 @@ struct Services {
 // The route table. The services must outlive the server that serves these routes.
 std::vector<http::Route> Routes(const Services& services);
 
+// The Segment-compatible surface (/v1/…) answers every error in Segment's shape, also those
+// the server gives before a route is found; the rest of the API in rapport's own.
+http::ErrorShape ErrorShapeFor(std::string_view path);
+
 }  // namespace rapport::app
 
 #endif  // RAPPORT_APP_API_H_

@@ -133,6 +133,7 @@ int Serve(const ServeFlags& flags) {
   options.threads = flags.threads;
   options.max_connections = flags.max_connections;
   options.metrics = &metrics;
+  options.error_shape = ErrorShapeFor;
   auto server = http::Server::Start(
       options, Routes({store->get(), workspaces->get(), &ingestor, &metrics, &draining}));
   if (!server.ok()) return Fail(server.status());

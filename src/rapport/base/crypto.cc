@@ -36,9 +36,4 @@ std::string HashSecret(std::string_view secret) {
   return Hex(out, sizeof out);
 }
 
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 }  // namespace rapport::base

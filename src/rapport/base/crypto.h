@@ -18,9 +18,6 @@ std::string RandomToken(std::string_view prefix, size_t bytes);
 // (no password stretching is needed to resist guessing).
 std::string HashSecret(std::string_view secret);
 
-// True when `a` and `b` are equal, in time independent of where they differ.
-bool ConstantTimeEquals(std::string_view a, std::string_view b);
-
 }  // namespace rapport::base
 
 #endif  // RAPPORT_BASE_CRYPTO_H_

@@ -26,11 +26,5 @@ TEST(HashSecret, IsStableAndDistinct) {
             "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319");
 }
 
-TEST(ConstantTimeEquals, ComparesContent) {
-  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
-  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
-}
-
 }  // namespace
 }  // namespace rapport::base

@@ -176,13 +176,14 @@ void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mo
   std::vector<size_t> positions;  // results index of each write
   std::vector<store::EventWrite> writes;
   writes.reserve(request.messages.size());
+  size_t stored_bytes = 0;
   for (size_t i = 0; i < request.messages.size(); ++i) {
     MessageResult& result = (*results)[i];
     auto& parsed = request.messages[i];
     absl::StatusOr<store::EventWrite> write =
         parsed.ok() ? Prepare(workspace, *parsed, received_at, mode) : parsed.status();
-    if (parsed.ok() && parsed->message_id) result.message_id = *parsed->message_id;
     if (!write.ok()) {
+      if (parsed.ok() && parsed->message_id) result.message_id = *parsed->message_id;
       if (parsed.ok() && request.is_batch) {
         write = base::WithFieldPrefix(write.status(), fmt::format("batch[{}]", i));
       }
@@ -192,6 +193,7 @@ void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mo
       continue;
     }
     result.message_id = write->message_id;
+    stored_bytes += write->payload.size();
     positions.push_back(i);
     writes.push_back(*std::move(write));
   }
@@ -199,8 +201,6 @@ void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mo
     std::move(done)(std::move(*results));
     return;
   }
-  size_t stored_bytes = 0;
-  for (const store::EventWrite& w : writes) stored_bytes += w.payload.size();
   if (stored_bytes > limits_.max_request_stored_bytes) {
     std::move(done)(base::MakeError(
         absl::StatusCode::kOutOfRange, "request_expands_too_much",

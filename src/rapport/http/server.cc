@@ -303,7 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadHeader() {
     if (server_->draining.load()) return Close();
     state_ = State::kWaitingHeader;
-    segment_surface_ = false;  // decided again from this request's target
+    shape_ = ErrorShape::kNative;  // decided again from this request's target
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(server_->options.max_body_bytes);
@@ -325,7 +325,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!ec || ec == bhttp::error::body_limit) {
       const auto target = parser_->get().target();
-      segment_surface_ = std::string_view(target.data(), target.size()).starts_with("/v1/");
+      if (server_->options.error_shape) {
+        shape_ = server_->options.error_shape(std::string_view(target.data(), target.size()));
+      }
     }
     if (ec == bhttp::error::body_limit) return Fail(BodyTooLarge());
     // A timeout has already closed the socket (beast::tcp_stream does so), so a slow client is
@@ -494,12 +496,11 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   State state_ = State::kWaitingHeader;
-  // The Segment-compatible surface (/v1/…) answers errors in Segment's shape.
-  ErrorShape Shape() const { return segment_surface_ ? ErrorShape::kSegment : ErrorShape::kNative; }
+  ErrorShape Shape() const { return shape_; }
 
   bool keep_alive_ = true;
   bool head_ = false;
-  bool segment_surface_ = false;
+  ErrorShape shape_ = ErrorShape::kNative;  // of errors the server answers itself
   size_t route_index_ = static_cast<size_t>(-1);
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 

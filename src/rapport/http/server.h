@@ -75,6 +75,9 @@ struct Route {
   Handler handler;
 };
 
+// How error bodies are shaped (see ErrorResponse below).
+enum class ErrorShape { kSegment, kNative };
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;  // 0 picks a free port; address() tells which
@@ -93,6 +96,10 @@ struct ServerOptions {
   // Connections open at once; beyond, new ones get 503 and are closed. Default 4096.
   size_t max_connections = 4096;
   base::Registry* metrics = nullptr;  // optional, not owned; must outlive the server
+  // The shape of the errors the server answers itself (limits, bad HTTP, 404, 405) for a
+  // request path, so a surface that mimics a peer answers in that peer's shape everywhere.
+  // Default: kNative for every path.
+  std::function<ErrorShape(std::string_view path)> error_shape;
 };
 
 class Server {
@@ -125,7 +132,6 @@ int HttpStatusFor(const absl::Status& status);
 // Error bodies. Segment's surface answers `{"success":false,"code","message",...}`; rapport's
 // own API answers `{"error":{"code","message",...}}`. Both name the `field` and `limit` when
 // the Status carries them (base/error.h). 429 and 503 carry Retry-After.
-enum class ErrorShape { kSegment, kNative };
 Response ErrorResponse(const absl::Status& status, ErrorShape shape);
 // The inner object `"code":...,"message":...` (with field and limit), without braces.
 std::string ErrorMembers(const absl::Status& status);

@@ -60,6 +60,14 @@ absl::Status ReadString(const json::value& v, std::string_view field,
   return absl::OkStatus();
 }
 
+// Points `out` at an object member (null or missing: nullptr), for members merged with a batch's.
+absl::Status ReadObjectRef(const json::value& v, std::string_view field,
+                           const json::object** out) {
+  if (!v.is_null() && !v.is_object()) return WrongType(field, "an object", v);
+  *out = v.if_object();
+  return absl::OkStatus();
+}
+
 absl::Status ReadObject(const json::value& v, std::string_view field, std::string* out) {
   if (v.is_null()) return absl::OkStatus();
   if (!v.is_object()) return WrongType(field, "an object", v);
@@ -165,13 +173,9 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
     else if (key == "receivedAt") s = ReadString(v, key, &m.received_at);
     else if (key == "traits") s = ReadObject(v, key, &m.traits);
     else if (key == "properties") s = ReadObject(v, key, &m.properties);
-    else if (key == "integrations") {
-      if (!v.is_null() && !v.is_object()) s = WrongType(key, "an object", v);
-      own_integrations = v.if_object();
-    } else if (key == "context") {
-      if (!v.is_null() && !v.is_object()) s = WrongType(key, "an object", v);
-      own_context = v.if_object();
-    } else {
+    else if (key == "integrations") s = ReadObjectRef(v, key, &own_integrations);
+    else if (key == "context") s = ReadObjectRef(v, key, &own_context);
+    else {
       if (!m.other_members.empty()) m.other_members += ',';
       AppendQuoted(&m.other_members, key);
       m.other_members += ':';
