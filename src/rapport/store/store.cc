@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <future>
 #include <thread>
 
@@ -53,8 +54,8 @@ constexpr size_t kMaxGroupRequests = 1024;
 constexpr size_t kMaxGroupBytes = size_t{32} << 20;
 const std::string kIndexValue(1, internal::kValueVersion);
 
-enum Cf { kMeta, kEvents, kPerson, kDedupe, kNumCfs };
-constexpr const char* kCfNames[kNumCfs] = {"meta", "events", "person", "dedupe"};
+enum Cf { kMeta, kEvents, kPerson, kDedupe, kState, kNumCfs };
+constexpr const char* kCfNames[kNumCfs] = {"meta", "events", "person", "dedupe", "state"};
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -125,8 +126,146 @@ class PersonPrefixTransform final : public rocksdb::SliceTransform {
 struct Pending {
   std::vector<EventWrite> events;
   std::vector<std::string> values;  // encoded event values, built by the caller's thread
+  std::vector<std::unique_ptr<PreparedEvent>> prepared;  // one per event when there is a hook
   size_t bytes = 0;
   CommitCallback done;
+  // An exclusive task instead of events (then `done` is unset).
+  StateTask task;
+  TaskCallback task_done;
+};
+
+// Scans [max(prefix, from), end of prefix) of `cf` through `it`, merged with `overlay` (pending
+// writes of the current group; nullopt = deleted), overlay winning on equal keys.
+absl::Status MergedScan(
+    rocksdb::Iterator* it, const std::map<std::string, std::optional<std::string>, std::less<>>* overlay,
+    std::string_view prefix, std::string_view from,
+    absl::FunctionRef<bool(std::string_view, std::string_view)> fn) {
+  const std::string_view start = from.empty() || from < prefix ? prefix : from;
+  it->Seek(rocksdb::Slice(start.data(), start.size()));
+  auto in_prefix = [&](std::string_view k) { return k.starts_with(prefix); };
+  using OverlayIt = std::map<std::string, std::optional<std::string>, std::less<>>::const_iterator;
+  OverlayIt o, o_end;
+  if (overlay) {
+    o = overlay->lower_bound(start);
+    o_end = overlay->end();
+  }
+  for (;;) {
+    const bool db_ok = it->Valid() && in_prefix(std::string_view(it->key().data(), it->key().size()));
+    const bool ov_ok = overlay && o != o_end && in_prefix(o->first);
+    if (!db_ok && !ov_ok) break;
+    std::string_view db_key = db_ok ? std::string_view(it->key().data(), it->key().size()) : "";
+    if (ov_ok && (!db_ok || o->first <= db_key)) {
+      if (db_ok && o->first == db_key) it->Next();
+      if (o->second && !fn(o->first, *o->second)) return absl::OkStatus();
+      ++o;
+    } else {
+      if (!fn(db_key, std::string_view(it->value().data(), it->value().size()))) {
+        return absl::OkStatus();
+      }
+      it->Next();
+    }
+  }
+  return FromRocks(it->status(), "scanning state");
+}
+
+// A snapshot view for readers on any thread.
+class SnapshotReader final : public StateReader {
+ public:
+  SnapshotReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events)
+      : db_(db), state_(state), events_(events), snapshot_(db->GetSnapshot()) {
+    options_.snapshot = snapshot_;
+  }
+  ~SnapshotReader() override { db_->ReleaseSnapshot(snapshot_); }
+
+  absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
+    std::string value;
+    rocksdb::Status s = db_->Get(options_, state_, rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::nullopt;
+    RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading state"));
+    return value;
+  }
+  absl::Status Scan(std::string_view prefix, std::string_view from,
+                    absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options_, state_));
+    return MergedScan(it.get(), nullptr, prefix, from, fn);
+  }
+  absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) override {
+    return ReadStoredEvent(db_, events_, options_, seq);
+  }
+
+  static absl::StatusOr<std::optional<StoredEvent>> ReadStoredEvent(
+      rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events, const rocksdb::ReadOptions& options,
+      uint64_t seq) {
+    const std::string key = EventKey(seq);
+    std::string value;
+    rocksdb::Status s = db->Get(options, events, key, &value);
+    if (s.IsNotFound()) return std::nullopt;
+    RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading an event"));
+    auto event = DecodeEvent(key, value);
+    if (!event) return absl::DataLossError(absl::StrCat("event ", seq, " cannot be decoded"));
+    return event;
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* state_;
+  rocksdb::ColumnFamilyHandle* events_;
+  const rocksdb::Snapshot* snapshot_;
+  rocksdb::ReadOptions options_;
+};
+
+// The writer thread's view during one commit group: the database plus the group's own writes.
+class GroupTxn final : public StateTxn {
+ public:
+  GroupTxn(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events)
+      : db_(db), state_(state), events_(events) {}
+
+  absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
+    if (auto it = overlay_.find(key); it != overlay_.end()) return it->second;
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::nullopt;
+    RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading state"));
+    return value;
+  }
+  absl::Status Scan(std::string_view prefix, std::string_view from,
+                    absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+    return MergedScan(it.get(), &overlay_, prefix, from, fn);
+  }
+  absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) override {
+    if (auto it = group_events_.find(seq); it != group_events_.end()) {
+      const EventWrite& e = *it->second;
+      return StoredEvent{seq, e.workspace, e.timestamp, e.received_at, e.payload};
+    }
+    return SnapshotReader::ReadStoredEvent(db_, events_, rocksdb::ReadOptions(), seq);
+  }
+  void Put(std::string_view key, std::string_view value) override {
+    overlay_.insert_or_assign(std::string(key), std::string(value));
+  }
+  void Delete(std::string_view key) override { overlay_.insert_or_assign(std::string(key), std::nullopt); }
+
+  void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
+  bool empty() const { return overlay_.empty(); }
+  // Moves the group's state writes into `batch`.
+  void WriteTo(rocksdb::WriteBatch* batch) {
+    for (auto& [key, value] : overlay_) {
+      if (value) {
+        batch->Put(state_, key, *value);
+      } else {
+        batch->Delete(state_, key);
+      }
+    }
+    overlay_.clear();
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* state_;
+  rocksdb::ColumnFamilyHandle* events_;
+  std::map<std::string, std::optional<std::string>, std::less<>> overlay_;
+  absl::flat_hash_map<uint64_t, const EventWrite*> group_events_;
 };
 
 }  // namespace
@@ -193,6 +332,7 @@ struct Store::Impl {
   void WriterLoop();
   void SyncLoop();
   void CommitGroup(std::vector<Pending>& group);
+  void RunTask(Pending& p);
   void RegisterMetrics();
 };
 
@@ -207,7 +347,9 @@ void Store::Impl::WriterLoop() {
       while (queue.empty() && !closing) work_cv.Wait(&mu);
       if (queue.empty()) return;
       size_t bytes = 0;
-      while (!queue.empty() && group.size() < kMaxGroupRequests && bytes < kMaxGroupBytes) {
+      // An exclusive task commits alone: its failure must not take others' events with it.
+      while (!queue.empty() && group.size() < kMaxGroupRequests && bytes < kMaxGroupBytes &&
+             (group.empty() || (!queue.front().task && !group.front().task))) {
         bytes += queue.front().bytes;
         queued_bytes -= queue.front().bytes;
         group.push_back(std::move(queue.front()));
@@ -215,8 +357,32 @@ void Store::Impl::WriterLoop() {
       }
       if (queue_depth) queue_depth->Set(static_cast<double>(queue.size()));
     }
-    CommitGroup(group);
+    if (group.front().task) {
+      RunTask(group.front());
+    } else {
+      CommitGroup(group);
+    }
   }
+}
+
+void Store::Impl::RunTask(Pending& p) {
+  absl::Status status;
+  {
+    base::MutexLock lock(&mu);
+    status = latched;
+  }
+  GroupTxn txn(db, cf[kState], cf[kEvents]);
+  if (status.ok()) status = std::move(p.task)(txn);
+  if (status.ok() && !txn.empty()) {
+    rocksdb::WriteBatch batch;
+    txn.WriteTo(&batch);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status ws = db->Write(wo, &batch);
+    if (!ws.ok()) status = Latch(FromRocks(ws, "writing to the store"));
+  }
+  if (options.hook) options.hook->AfterGroup(status.ok());
+  std::move(p.task_done)(std::move(status));
 }
 
 void Store::Impl::CommitGroup(std::vector<Pending>& group) {
@@ -229,6 +395,7 @@ void Store::Impl::CommitGroup(std::vector<Pending>& group) {
   rocksdb::WriteBatch batch;
   uint64_t seq = next_seq;
   size_t events_in_group = 0;
+  GroupTxn txn(db, cf[kState], cf[kEvents]);
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
     absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq, within this group
@@ -269,8 +436,14 @@ void Store::Impl::CommitGroup(std::vector<Pending>& group) {
         seen.emplace(std::move(dkey), s);
         results[r].push_back({WriteOutcome::kStored, s});
         ++events_in_group;
+        if (options.hook) {
+          txn.AddEvent(s, &e);
+          status = options.hook->Apply(e, s, *p.prepared[i], txn);
+          if (!status.ok()) break;
+        }
       }
     }
+    if (status.ok()) txn.WriteTo(&batch);
   }
   if (status.ok() && batch.Count() > 0) {
     rocksdb::WriteOptions wo;
@@ -287,6 +460,7 @@ void Store::Impl::CommitGroup(std::vector<Pending>& group) {
       status = Latch(FromRocks(ws, "writing to the store"));
     }
   }
+  if (options.hook) options.hook->AfterGroup(status.ok());
   if (group_requests) {
     group_requests->Observe(static_cast<double>(group.size()));
     group_events->Observe(static_cast<double>(events_in_group));
@@ -308,7 +482,7 @@ void Store::Impl::SyncLoop() {
       if (closing) return;
     }
     rocksdb::Status s = db->SyncWAL();
-    if (!s.ok()) Latch(FromRocks(s, "syncing the write-ahead log"));
+    if (!s.ok()) Latch(FromRocks(s, "syncing the write-ahead log")).IgnoreError();
   }
 }
 
@@ -400,7 +574,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
       cf_options.compaction_filter = impl->dedupe_filter.get();
       cf_options.table_factory.reset(table_options(/*bloom=*/true));
     } else {
-      cf_options.table_factory.reset(table_options(/*bloom=*/i == kMeta));
+      cf_options.table_factory.reset(table_options(/*bloom=*/i == kMeta || i == kState));
     }
     descriptors.emplace_back(kCfNames[i], cf_options);
   }
@@ -506,6 +680,10 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
     RAPPORT_DCHECK(!e.message_id.empty());
     p.values.push_back(EventValue(e));
     p.bytes += p.values.back().size();
+    if (st.options.hook) {
+      RAPPORT_ASSIGN_OR_RETURN(std::unique_ptr<PreparedEvent> prepared, st.options.hook->Prepare(e));
+      p.prepared.push_back(std::move(prepared));
+    }
   }
   p.events = std::move(events);
 
@@ -526,6 +704,44 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
   if (st.queue_depth) st.queue_depth->Set(static_cast<double>(st.queue.size()));
   st.work_cv.Signal();
   return absl::OkStatus();
+}
+
+void Store::RunExclusive(StateTask task, TaskCallback done) {
+  Impl& st = *impl_;
+  absl::Status refused;
+  {
+    base::MutexLock lock(&st.mu);
+    if (st.options.read_only) {
+      refused = absl::FailedPreconditionError("the store was opened read-only");
+    } else if (!st.latched.ok()) {
+      refused = st.latched;
+    } else if (st.closing) {
+      refused = absl::UnavailableError("the store is closing");
+    } else if (st.queue.size() >= st.options.max_queued_requests) {
+      refused = base::MakeError(absl::StatusCode::kUnavailable, "overloaded",
+                                "the server is overloaded (its commit queue is full); retry "
+                                "after a short pause");
+    } else {
+      Pending p;
+      p.task = std::move(task);
+      p.task_done = std::move(done);
+      st.queue.push_back(std::move(p));
+      st.work_cv.Signal();
+      return;
+    }
+  }
+  std::move(done)(std::move(refused));
+}
+
+absl::Status Store::RunExclusiveAndWait(StateTask task) {
+  std::promise<absl::Status> promise;
+  auto future = promise.get_future();
+  RunExclusive(std::move(task), [&promise](absl::Status s) { promise.set_value(std::move(s)); });
+  return future.get();
+}
+
+std::unique_ptr<StateReader> Store::NewStateReader() const {
+  return std::make_unique<SnapshotReader>(impl_->db, impl_->cf[kState], impl_->cf[kEvents]);
 }
 
 absl::StatusOr<std::vector<EventResult>> Store::CommitEventsAndWait(std::vector<EventWrite> events) {

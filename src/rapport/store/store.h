@@ -46,6 +46,8 @@ struct SyncPolicy {
 // Parses "always" or "interval:<ms>" (1 ≤ ms ≤ 60000).
 absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view text);
 
+class CommitHook;
+
 struct StoreOptions {
   std::string path;  // directory of the RocksDB store; created if missing (unless read_only)
   SyncPolicy sync;   // default: kAlways
@@ -61,6 +63,9 @@ struct StoreOptions {
   bool read_only = false;
   const base::Clock* clock = base::RealClock::Get();  // not owned; must outlive the Store
   base::Registry* metrics = nullptr;                  // optional, not owned; must outlive it
+  // The later stages' work on every stored event (identity, profiles), applied in the same
+  // WriteBatch as the event. Optional, not owned; must outlive the Store.
+  CommitHook* hook = nullptr;
 };
 
 // The identifier types an event is indexed under for per-person reads.
@@ -98,6 +103,56 @@ struct EventPage {
   std::string next_cursor;  // empty on the last page
 };
 
+// Read access to the `state` column family, whose key space belongs to the stages after collect
+// (identity graph, profiles; docs/formats/store.md), and to events by seq.
+class StateReader {
+ public:
+  virtual ~StateReader() = default;
+  virtual absl::StatusOr<std::optional<std::string>> Get(std::string_view key) = 0;
+  // Calls `fn` for each key that starts with `prefix` and is ≥ `from` ("" = the prefix's first
+  // key), in key order, until it returns false. `fn` must not write to the state.
+  virtual absl::Status Scan(
+      std::string_view prefix, std::string_view from,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) = 0;
+  // The event stored under `seq`; nullopt if there is none.
+  virtual absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) = 0;
+};
+
+// Read-modify-write access for the writer thread: reads see the writes made earlier in the same
+// commit group; writes join the group's one WriteBatch and reach the store only if it commits.
+class StateTxn : public StateReader {
+ public:
+  virtual void Put(std::string_view key, std::string_view value) = 0;
+  virtual void Delete(std::string_view key) = 0;
+};
+
+// What a CommitHook computes from an event alone, before the event reaches the writer.
+class PreparedEvent {
+ public:
+  virtual ~PreparedEvent() = default;
+};
+
+// The stages after collect, applied to every newly stored event in the same WriteBatch, so that
+// the next read after an acknowledgement sees their effects. Only the store calls it.
+class CommitHook {
+ public:
+  virtual ~CommitHook() = default;
+  // On the committing caller's thread, for each event: work that needs no state (parsing). An
+  // error refuses the whole commit with it.
+  virtual absl::StatusOr<std::unique_ptr<PreparedEvent>> Prepare(const EventWrite& event) const = 0;
+  // On the writer thread, once per stored event (not for duplicates), in commit order. An error
+  // fails the commit group: nothing of it is written, every request in it gets the error.
+  virtual absl::Status Apply(const EventWrite& event, uint64_t seq, const PreparedEvent& prepared,
+                             StateTxn& state) = 0;
+  // On the writer thread after each group: whether its writes reached the store (a hook that
+  // caches state must drop what it learnt from a group that did not commit).
+  virtual void AfterGroup(bool committed) = 0;
+};
+
+// A unit of work on the state, run alone on the writer thread (serialised with every commit).
+using StateTask = absl::AnyInvocable<absl::Status(StateTxn&) &&>;
+using TaskCallback = absl::AnyInvocable<void(absl::Status) &&>;
+
 // Called exactly once, on the store's writer thread: keep it short (post elsewhere).
 using CommitCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<EventResult>>) &&>;
 
@@ -131,6 +186,16 @@ class Store {
   // returns false.
   absl::Status ScanEvents(uint64_t from_seq,
                           absl::FunctionRef<bool(const StoredEvent&)> fn) const;
+
+  // Runs `task` on the writer thread, alone in its commit group, and commits its writes in one
+  // synced WriteBatch (none if it fails). `done` is called exactly once with the task's error,
+  // the store's, or OK — on the writer thread, or at once when the store refuses (as above).
+  void RunExclusive(StateTask task, TaskCallback done);
+  absl::Status RunExclusiveAndWait(StateTask task);
+
+  // A consistent view (one RocksDB snapshot) of the state and events, for reads from any
+  // thread. It stays usable until destroyed; destroy it before the Store.
+  std::unique_ptr<StateReader> NewStateReader() const;
 
   // The small "meta" key space (workspaces, keys): see docs/formats/store.md.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view key) const;

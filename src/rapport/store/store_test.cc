@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <future>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -314,6 +315,120 @@ TEST(ParseSyncPolicy, AcceptsTheDocumentedForms) {
   EXPECT_FALSE(ParseSyncPolicy("interval:0").ok());
   EXPECT_FALSE(ParseSyncPolicy("interval:").ok());
   EXPECT_FALSE(ParseSyncPolicy("never").ok());
+}
+
+
+// Counts events per user in the state, and can be told to fail.
+class CountingHook final : public CommitHook {
+ public:
+  struct Prepared final : PreparedEvent {
+    std::string user;
+  };
+  absl::StatusOr<std::unique_ptr<PreparedEvent>> Prepare(const EventWrite& e) const override {
+    auto p = std::make_unique<Prepared>();
+    p->user = e.user_id;
+    return p;
+  }
+  absl::Status Apply(const EventWrite& e, uint64_t seq, const PreparedEvent& prepared,
+                     StateTxn& state) override {
+    if (fail_on == e.message_id) return absl::InternalError("told to fail");
+    const std::string key = "count/" + static_cast<const Prepared&>(prepared).user;
+    auto current = state.Get(key);
+    if (!current.ok()) return current.status();
+    // Reads see this group's earlier writes, and its events.
+    auto event = state.ReadEvent(seq);
+    if (!event.ok() || !*event || (*event)->payload != e.payload) {
+      return absl::InternalError("the event being applied is not readable");
+    }
+    state.Put(key, std::to_string(current->has_value() ? std::stoi(**current) + 1 : 1));
+    return absl::OkStatus();
+  }
+  void AfterGroup(bool committed) override { (committed ? commits : failures)++; }
+
+  std::string fail_on;
+  int commits = 0;
+  int failures = 0;
+};
+
+std::map<std::string, std::string> ScanAll(StateReader& reader, std::string_view prefix,
+                                           std::string_view from = "") {
+  std::map<std::string, std::string> out;
+  EXPECT_TRUE(reader
+                  .Scan(prefix, from,
+                        [&](std::string_view k, std::string_view v) {
+                          out.emplace(k, v);
+                          return true;
+                        })
+                  .ok());
+  return out;
+}
+
+TEST(Store, HookAppliesInTheSameBatchAndSeesEarlierWritesOfTheGroup) {
+  TempDir dir;
+  CountingHook hook;
+  StoreOptions options;
+  options.path = dir.path();
+  options.hook = &hook;
+  auto store = *Store::Open(options);
+  ASSERT_TRUE(store->CommitEventsAndWait({Event("a1", "alice", 1), Event("a2", "alice", 2),
+                                          Event("b1", "bob", 3), Event("a1", "alice", 1)})
+                  .ok());
+  auto reader = store->NewStateReader();
+  EXPECT_EQ(ScanAll(*reader, "count/"),
+            (std::map<std::string, std::string>{{"count/alice", "2"}, {"count/bob", "1"}}));
+  EXPECT_EQ(ScanAll(*reader, "count/", "count/b").size(), 1u);
+
+  // A failing hook fails the whole group: neither the events nor the state are written.
+  hook.fail_on = "a4";
+  auto failed = store->CommitEventsAndWait({Event("a3", "alice", 4), Event("a4", "alice", 5)});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(hook.failures, 1);
+  hook.fail_on.clear();
+  auto again = store->CommitEventsAndWait({Event("a3", "alice", 4)});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].outcome, WriteOutcome::kStored);
+  reader = store->NewStateReader();
+  EXPECT_EQ(*reader->Get("count/alice"), "3");
+}
+
+TEST(Store, ExclusiveTaskScansMergedWritesAndCommitsAtomically) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  ASSERT_TRUE(store
+                  ->RunExclusiveAndWait([](StateTxn& t) {
+                    t.Put("k/1", "one");
+                    t.Put("k/3", "three");
+                    t.Put("other", "x");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  std::map<std::string, std::string> seen;
+  ASSERT_TRUE(store
+                  ->RunExclusiveAndWait([&](StateTxn& t) {
+                    t.Delete("k/1");
+                    t.Put("k/2", "two");
+                    t.Put("k/3", "THREE");
+                    seen = ScanAll(t, "k/");
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(seen, (std::map<std::string, std::string>{{"k/2", "two"}, {"k/3", "THREE"}}));
+  // A failed task writes nothing.
+  EXPECT_FALSE(store
+                   ->RunExclusiveAndWait([](StateTxn& t) {
+                     t.Put("k/4", "four");
+                     return absl::AbortedError("no");
+                   })
+                   .ok());
+  auto reader = store->NewStateReader();
+  EXPECT_EQ(ScanAll(*reader, "k/"), seen);
+  // The reader is a snapshot: later writes do not show in it.
+  ASSERT_TRUE(store->RunExclusiveAndWait([](StateTxn& t) {
+                     t.Put("k/5", "five");
+                     return absl::OkStatus();
+                   }).ok());
+  EXPECT_EQ(ScanAll(*reader, "k/").size(), 2u);
+  EXPECT_EQ(ScanAll(*store->NewStateReader(), "k/").size(), 3u);
 }
 
 }  // namespace

@@ -1,0 +1,275 @@
+#include "rapport/profile/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "rapport/base/error.h"
+#include "rapport/base/endian.h"
+#include "tests/lib/temp_dir.h"
+
+namespace rapport::profile {
+namespace {
+
+constexpr uint32_t kWs = 1;
+
+struct Ev {
+  std::string message_id;
+  base::Micros ts;
+  std::string json;  // the stored event JSON
+};
+
+// A stored event JSON with the given members (`extra` is `"k":v,...` or "").
+Ev Make(std::string id, base::Micros ts, std::string type, std::string extra) {
+  std::string json = fmt::format(R"({{"type":"{}","messageId":"{}"{}{}}})", type, id,
+                                 extra.empty() ? "" : ",", extra);
+  return {std::move(id), ts, std::move(json)};
+}
+
+class Harness {
+ public:
+  explicit Harness(EngineOptions options = {}) : engine_(std::move(options)) {
+    store::StoreOptions so;
+    so.path = dir_.path();
+    so.hook = &engine_;
+    store_ = *store::Store::Open(so);
+  }
+  void Send(std::vector<Ev> events) {
+    std::vector<store::EventWrite> writes;
+    for (Ev& e : events) {
+      store::EventWrite w;
+      w.workspace = kWs;
+      w.message_id = e.message_id;
+      w.timestamp = e.ts;
+      w.received_at = e.ts;
+      w.payload = e.json;
+      writes.push_back(std::move(w));
+    }
+    auto r = store_->CommitEventsAndWait(std::move(writes));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  absl::StatusOr<ProfileRecord> Lookup(std::string type, std::string value) {
+    auto reader = store_->NewStateReader();
+    return engine_.Lookup(*reader, kWs, {std::move(type), std::move(value), "test"});
+  }
+  std::vector<std::string> TimelineIds(uint64_t id) {
+    auto reader = store_->NewStateReader();
+    std::vector<std::string> out;
+    std::string cursor;
+    do {
+      auto page = Engine::Timeline(*reader, kWs, id, cursor, 2);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (const auto& e : page->events) {
+        auto at = e.payload.find("\"messageId\":\"");
+        out.push_back(e.payload.substr(at + 13, e.payload.find('"', at + 13) - at - 13));
+      }
+      cursor = page->next_cursor;
+    } while (!cursor.empty());
+    return out;
+  }
+  // Every live profile as: identifiers | events | traits | first,last,count.
+  std::set<std::string> Canon() {
+    auto reader = store_->NewStateReader();
+    std::set<std::string> out;
+    std::string prefix(1, 'p');
+    base::PutU32(&prefix, kWs);
+    std::vector<uint64_t> ids;
+    EXPECT_TRUE(reader
+                    ->Scan(prefix, "",
+                           [&](std::string_view k, std::string_view v) {
+                             auto r = DecodeProfile(base::GetU64(k.substr(5)), v);
+                             EXPECT_TRUE(r.has_value());
+                             if (r && !r->merged_into) ids.push_back(r->id);
+                             return true;
+                           })
+                    .ok());
+    for (uint64_t id : ids) {
+      auto r = *Engine::Read(*reader, kWs, id);
+      std::set<std::string> idents;
+      for (const auto& e : r.identities) idents.insert(e.identifier.ToString());
+      auto events = TimelineIds(id);
+      std::sort(events.begin(), events.end());
+      std::string traits;
+      for (const auto& t : r.traits) traits += t.name + "=" + t.json + ";";
+      out.insert(fmt::format("{} | {} | {} | {},{},{}", fmt::join(idents, ","), fmt::join(events, ","),
+                             traits, r.first.message_id, r.last.message_id, r.event_count));
+    }
+    return out;
+  }
+  store::Store& store() { return *store_; }
+  Engine& engine() { return engine_; }
+
+ private:
+  testing::TempDir dir_;
+  Engine engine_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST(Engine, DevicesOfOnePersonBecomeOneProfileWithEveryEvent) {
+  Harness h;
+  h.Send({Make("p1", 100, "page", R"("anonymousId":"phone","name":"Home")"),
+          Make("p2", 200, "page", R"("anonymousId":"laptop","name":"Shoes")")});
+  EXPECT_NE(h.Lookup("anonymous_id", "phone")->id, h.Lookup("anonymous_id", "laptop")->id);
+  h.Send({Make("i1", 300, "identify",
+               R"("anonymousId":"phone","userId":"ann","traits":{"email":" Ann@Example.com","plan":"free"})")});
+  h.Send({Make("t1", 400, "track",
+               R"("anonymousId":"laptop","userId":"ann","event":"Order Completed","properties":{"revenue":30})")});
+  auto ann = h.Lookup("user_id", "ann");
+  ASSERT_TRUE(ann.ok()) << ann.status();
+  EXPECT_EQ(h.Lookup("email", "ann@example.com")->id, ann->id);
+  EXPECT_EQ(h.Lookup("anonymous_id", "laptop")->id, ann->id);
+  EXPECT_EQ(h.TimelineIds(ann->id), (std::vector<std::string>{"p1", "p2", "i1", "t1"}));
+  EXPECT_EQ(ann->event_count, 4u);
+  EXPECT_EQ(ann->first.timestamp, 100);
+  EXPECT_EQ(ann->last.timestamp, 400);
+  ASSERT_EQ(ann->merges.size(), 1u);
+  EXPECT_EQ(ann->merges[0].event, "t1");
+  // The surviving id is that of the profile seen first; the other id still answers.
+  auto reader = h.store().NewStateReader();
+  EXPECT_EQ(Engine::Read(*reader, kWs, ann->merges[0].absorbed)->id, ann->id);
+  // Why each identifier belongs.
+  std::map<std::string, std::string> why;
+  for (const auto& e : ann->identities) why[e.identifier.ToString()] = e.reason + " @" + e.event;
+  EXPECT_EQ(why["anonymous_id:phone"], "first identifier of this profile (in page) @p1");
+  EXPECT_EQ(why["user_id:ann"], "sent together with anonymous_id:phone (in identify) @i1");
+  EXPECT_EQ(why["email:ann@example.com"], "sent together with anonymous_id:phone (in identify) @i1");
+}
+
+TEST(Engine, TraitsAreLastWriteWinsByEventTimeNotArrival) {
+  Harness h;
+  h.Send({Make("i2", 200, "identify", R"("userId":"u","traits":{"plan":"pro","city":"Delft"})")});
+  h.Send({Make("i1", 100, "identify", R"("userId":"u","traits":{"plan":"free","age":40})")});
+  auto u = *h.Lookup("user_id", "u");
+  ASSERT_EQ(u.traits.size(), 3u);
+  EXPECT_EQ(u.FindTrait("plan")->json, "\"pro\"");
+  EXPECT_EQ(u.FindTrait("age")->json, "40");
+  EXPECT_EQ(u.FindTrait("plan")->set_by.message_id, "i2");
+  EXPECT_EQ(h.TimelineIds(u.id), (std::vector<std::string>{"i1", "i2"}));
+}
+
+TEST(Engine, MergeProtectionIsRecordedOnBothProfiles) {
+  Harness h;
+  h.Send({Make("a", 100, "track", R"("userId":"ann","anonymousId":"kiosk","event":"x")")});
+  h.Send({Make("b", 200, "track", R"("userId":"bob","anonymousId":"kiosk","event":"x")")});
+  h.Send({Make("c", 300, "identify", R"("userId":"null","anonymousId":"kiosk")")});
+  auto ann = *h.Lookup("user_id", "ann");
+  auto bob = *h.Lookup("user_id", "bob");
+  EXPECT_NE(ann.id, bob.id);
+  EXPECT_EQ(h.Lookup("anonymous_id", "kiosk")->id, ann.id);
+  EXPECT_EQ(h.TimelineIds(bob.id), (std::vector<std::string>{"b"}));
+  ASSERT_EQ(bob.blocked.size(), 1u);
+  EXPECT_EQ(bob.blocked[0].identifier, "anonymous_id:kiosk");
+  EXPECT_NE(bob.blocked[0].reason.find(fmt::format("not merged with profile {}", ann.id)), std::string::npos);
+  EXPECT_NE(bob.blocked[0].reason.find("2 user_id identifiers"), std::string::npos);
+  // ann's profile shows the refused link and the placeholder userId.
+  ASSERT_EQ(ann.blocked.size(), 2u);
+  EXPECT_EQ(ann.blocked[1].identifier, "user_id:null");
+  EXPECT_NE(ann.blocked[1].reason.find("blocked value"), std::string::npos);
+  EXPECT_EQ(ann.blocked_total, 2u);
+}
+
+TEST(Engine, AliasLinksPreviousIdToUserId) {
+  Harness h;
+  h.Send({Make("p", 100, "page", R"("anonymousId":"a1")"),
+          Make("al", 200, "alias", R"("userId":"u9","previousId":"a1")")});
+  EXPECT_EQ(h.Lookup("user_id", "u9")->id, h.Lookup("anonymous_id", "a1")->id);
+}
+
+TEST(Engine, SplitUndoesAWrongMergeFromTheStoredEvents) {
+  Harness h;
+  // Ann logged in once on a shared tablet; later a child used it, and everything it did landed
+  // on Ann's profile.
+  h.Send({Make("1", 100, "identify", R"("userId":"ann","anonymousId":"a-ann","traits":{"email":"ann@x.nl"})"),
+          Make("2", 200, "page", R"("userId":"ann","anonymousId":"tablet","name":"Login")"),
+          Make("3", 300, "page", R"("anonymousId":"tablet","name":"Games")"),
+          Make("4", 400, "identify", R"("anonymousId":"tablet","traits":{"name":"Kid"})"),
+          Make("5", 500, "track", R"("userId":"ann","event":"Order Completed")")});
+  auto before = *h.Lookup("user_id", "ann");
+  ASSERT_EQ(before.identities.size(), 4u);
+  ASSERT_EQ(before.event_count, 5u);
+  ASSERT_EQ(before.FindTrait("name")->json, "\"Kid\"");
+
+  std::vector<uint64_t> after;
+  ASSERT_TRUE(h.store()
+                  .RunExclusiveAndWait([&](store::StateTxn& t) -> absl::Status {
+                    auto r = h.engine().Split(t, kWs, before.id, {"anonymous_id", "tablet", "api"});
+                    if (!r.ok()) return r.status();
+                    after = *r;
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  auto ann = *h.Lookup("user_id", "ann");
+  auto kid = *h.Lookup("anonymous_id", "tablet");
+  EXPECT_EQ(ann.id, before.id);  // the profile keeps its id
+  EXPECT_NE(kid.id, ann.id);
+  EXPECT_EQ(after, (std::vector<uint64_t>{std::min(ann.id, kid.id), std::max(ann.id, kid.id)}));
+  EXPECT_EQ(h.TimelineIds(ann.id), (std::vector<std::string>{"1", "2", "5"}));
+  EXPECT_EQ(h.TimelineIds(kid.id), (std::vector<std::string>{"3", "4"}));
+  EXPECT_EQ(kid.FindTrait("name")->json, "\"Kid\"");
+  EXPECT_EQ(ann.FindTrait("name"), nullptr);
+  // The refusal is visible on both, and new events keep them apart.
+  h.Send({Make("6", 600, "identify", R"("anonymousId":"tablet","userId":"ann")")});
+  EXPECT_NE(h.Lookup("anonymous_id", "tablet")->id, h.Lookup("user_id", "ann")->id);
+  EXPECT_NE(h.Lookup("user_id", "ann")->blocked.back().reason.find("split apart"), std::string::npos);
+
+  // Errors: an identifier that is not on the profile, and an unknown profile.
+  absl::Status not_on = h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Split(t, kWs, ann.id, {"email", "nobody@x.nl", "api"}).status();
+  });
+  EXPECT_EQ(not_on.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(base::GetErrorDetails(not_on).code, "identifier_not_on_profile");
+  absl::Status missing = h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Split(t, kWs, 999, {"email", "ann@x.nl", "api"}).status();
+  });
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+}
+
+// Random events over a small identifier space, ingested in two arrival orders (same
+// timestamps, different batching): identical profiles, traits and timelines.
+TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
+  std::mt19937 rng(20261123);
+  for (int round = 0; round < 60; ++round) {
+    std::vector<Ev> events;
+    const int n = 10 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> members;
+      auto pick = [&](int k) { return static_cast<int>(rng() % k); };
+      if (pick(3) == 0) members.push_back(fmt::format(R"("userId":"u{}")", pick(3)));
+      if (pick(3) != 0 || members.empty()) members.push_back(fmt::format(R"("anonymousId":"a{}")", pick(5)));
+      std::string context;
+      if (pick(4) == 0) context = fmt::format(R"("context":{{"device":{{"id":"d{}"}}}})", pick(3));
+      if (!context.empty()) members.push_back(context);
+      std::string type = "track";
+      if (pick(3) == 0) {
+        type = "identify";
+        members.push_back(fmt::format(R"("traits":{{"email":"e{}@x.nl","plan":"p{}"}})", pick(4), pick(3)));
+      } else if (pick(8) == 0) {
+        type = "alias";
+        members = {fmt::format(R"("userId":"u{}")", pick(3)), fmt::format(R"("previousId":"a{}")", pick(5))};
+      } else {
+        members.push_back(R"("event":"e")");
+      }
+      events.push_back(Make(fmt::format("m{}", i), 1000 + pick(8) * 10, type, fmt::format("{}", fmt::join(members, ","))));
+    }
+    EngineOptions options;
+    options.rules.default_max = 2;  // make limits bite in a small space
+    Harness first(options), second(options);
+    std::vector<Ev> a = events, b = events;
+    std::shuffle(a.begin(), a.end(), rng);
+    std::shuffle(b.begin(), b.end(), rng);
+    for (auto& e : a) first.Send({e});
+    for (size_t i = 0; i < b.size(); i += 3) {
+      second.Send(std::vector<Ev>(b.begin() + i, b.begin() + std::min(b.size(), i + 3)));
+    }
+    ASSERT_EQ(first.Canon(), second.Canon()) << "round " << round;
+  }
+}
+
+}  // namespace
+}  // namespace rapport::profile
