@@ -8,6 +8,7 @@
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
+#include "rapport/profile/json.h"
 #include "rapport/wire/json_text.h"
 #include "rapport/wire/segment.h"
 
@@ -199,6 +200,124 @@ void ListEvents(const Services& s, Request&& req, Responder&& respond) {
                                    : ErrorResponse(response.status(), ErrorShape::kNative));
 }
 
+// Answers `respond` with what `run` returns, or its error in rapport's shape.
+void Answer(Responder&& respond, absl::StatusOr<Response> response) {
+  std::move(respond)(response.ok() ? *std::move(response)
+                                   : ErrorResponse(response.status(), ErrorShape::kNative));
+}
+
+absl::StatusOr<uint64_t> ProfileId(const Request& req) {
+  const std::string_view text = req.Param("id");
+  uint64_t id = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || end != text.data() + text.size() || id == 0) {
+    return base::InvalidField("invalid_profile_id", "id",
+                              fmt::format("'{}' is not a profile id (a positive whole number)", text));
+  }
+  return id;
+}
+
+// The identifier named by the query: one of user_id, anonymous_id, email, phone, device_id (or
+// Segment's spelling userId, anonymousId, deviceId), or type=…&value=… for any other type.
+absl::StatusOr<wire::RawIdentifier> QueryIdentifier(const Request& req) {
+  static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
+      {"user_id", "user_id"},   {"userId", "user_id"},     {"anonymous_id", "anonymous_id"},
+      {"anonymousId", "anonymous_id"}, {"email", "email"}, {"phone", "phone"},
+      {"device_id", "device_id"}, {"deviceId", "device_id"}};
+  std::vector<wire::RawIdentifier> found;
+  for (const auto& [name, type] : kNames) {
+    if (auto v = req.Query(name)) found.push_back({std::string(type), std::string(*v), std::string(name)});
+  }
+  auto type = req.Query("type");
+  auto value = req.Query("value");
+  if (type || value) {
+    if (!type || !value) {
+      return base::InvalidField("missing_field", type ? "value" : "type",
+                                "give both 'type' and 'value' to look up a custom identifier");
+    }
+    found.push_back({std::string(*type), std::string(*value), "value"});
+  }
+  if (found.size() != 1) {
+    return base::InvalidField(
+        "missing_id", "email",
+        "give exactly one identifier: user_id, anonymous_id, email, phone, device_id, or "
+        "type and value");
+  }
+  return found.front();
+}
+
+void GetProfile(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    return Json(200, profile::ProfileJson(p, id));
+  }());
+}
+
+void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(wire::RawIdentifier id, QueryIdentifier(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, s.profiles->Lookup(*reader, key.workspace, id));
+    return Json(200, profile::ProfileJson(p, p.id));
+  }());
+}
+
+void GetIdentities(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    return Json(200, profile::IdentitiesJson(p));
+  }());
+}
+
+void GetTimeline(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    RAPPORT_ASSIGN_OR_RETURN(size_t limit, Limit(req, 100, 1000));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    RAPPORT_ASSIGN_OR_RETURN(
+        profile::TimelinePage page,
+        profile::Engine::Timeline(*reader, key.workspace, p.id, req.Query("cursor").value_or(""), limit));
+    return Json(200, profile::TimelineJson(p.id, page));
+  }());
+}
+
+void SplitProfile(const Services& s, Request&& req, Responder&& respond) {
+  auto prepared = [&]() -> absl::StatusOr<std::pair<uint32_t, wire::RawIdentifier>> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:write"));
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> type, wire::ReadStringMember(req.body, "type"));
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, wire::ReadStringMember(req.body, "value"));
+    if (!type || !value) {
+      return base::InvalidField("missing_field", type ? "value" : "type",
+                                "name the identifier to split off: {\"type\": \"anonymous_id\", "
+                                "\"value\": \"…\"}");
+    }
+    return std::pair{key.workspace, wire::RawIdentifier{*type, *value, "split"}};
+  }();
+  if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
+  auto id = ProfileId(req);
+  if (!id.ok()) return Answer(std::move(respond), id.status());
+  auto result = std::make_shared<std::vector<uint64_t>>();
+  s.store->RunExclusive(
+      [s, ws = prepared->first, identifier = prepared->second, id = *id,
+       result](store::StateTxn& txn) -> absl::Status {
+        RAPPORT_ASSIGN_OR_RETURN(*result, s.profiles->Split(txn, ws, id, identifier));
+        return absl::OkStatus();
+      },
+      [respond = std::move(respond), result](absl::Status status) mutable {
+        if (!status.ok()) return Answer(std::move(respond), status);
+        std::move(respond).Later([result] { return Json(200, profile::SplitJson(*result)); });
+      });
+}
+
 void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
   auto run = [&]() -> absl::StatusOr<Response> {
     RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
@@ -232,6 +351,16 @@ std::vector<http::Route> Routes(const Services& s) {
 
   routes.push_back({Method::kGet, "/api/v1/events", "events",
                     [s](Request&& r, Responder&& respond) { ListEvents(s, std::move(r), std::move(respond)); }});
+  auto route = [&s](Method method, std::string path, std::string name,
+                    void (*fn)(const Services&, Request&&, Responder&&)) {
+    return http::Route{method, std::move(path), std::move(name),
+                       [s, fn](Request&& r, Responder&& respond) { fn(s, std::move(r), std::move(respond)); }};
+  };
+  routes.push_back(route(Method::kGet, "/api/v1/profiles/lookup", "profile_lookup", LookupProfile));
+  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}", "profile", GetProfile));
+  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/identities", "profile_identities", GetIdentities));
+  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", GetTimeline));
+  routes.push_back(route(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", SplitProfile));
   routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",
                     [s](Request&& r, Responder&& respond) {
                       CreateWorkspace(s, std::move(r), std::move(respond));

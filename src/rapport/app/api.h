@@ -8,6 +8,7 @@
 #include "rapport/base/metrics.h"
 #include "rapport/collect/ingestor.h"
 #include "rapport/http/server.h"
+#include "rapport/profile/engine.h"
 #include "rapport/store/store.h"
 #include "rapport/trust/workspaces.h"
 
@@ -17,6 +18,7 @@ struct Services {
   store::Store* store;
   trust::Workspaces* workspaces;
   collect::Ingestor* ingestor;
+  profile::Engine* profiles;
   base::Registry* metrics;
   const std::atomic<bool>* draining;  // true once shutdown began: /readyz answers 503
 };

@@ -28,6 +28,7 @@
 #include "rapport/base/crypto.h"
 #include "rapport/base/error.h"
 #include "rapport/base/strings.h"
+#include "rapport/profile/engine.h"
 #include "rapport/wire/json_text.h"
 
 namespace rapport::app {
@@ -41,8 +42,10 @@ int Fail(const absl::Status& status) {
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data, bool read_only,
                                                         store::SyncPolicy sync = {},
                                                         base::Registry* metrics = nullptr,
-                                                        int dedupe_days = 7) {
+                                                        int dedupe_days = 7,
+                                                        store::CommitHook* hook = nullptr) {
   store::StoreOptions options;
+  options.hook = hook;
   options.path = data;
   options.dedupe_window = dedupe_days * base::kMicrosPerDay;
   options.read_only = read_only;
@@ -100,7 +103,8 @@ int Serve(const ServeFlags& flags) {
   if (!sync.ok()) return Fail(sync.status());
 
   base::Registry metrics;
-  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics, flags.dedupe_days);
+  profile::Engine profiles({.metrics = &metrics});
+  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics, flags.dedupe_days, &profiles);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
@@ -135,7 +139,7 @@ int Serve(const ServeFlags& flags) {
   options.metrics = &metrics;
   options.error_shape = ErrorShapeFor;
   auto server = http::Server::Start(
-      options, Routes({store->get(), workspaces->get(), &ingestor, &metrics, &draining}));
+      options, Routes({store->get(), workspaces->get(), &ingestor, &profiles, &metrics, &draining}));
   if (!server.ok()) return Fail(server.status());
   std::printf("rapport listening on http://%s (data %s, --sync=%s)\n",
               (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str());
@@ -213,7 +217,8 @@ int Export(const std::string& data, const std::string& since, const std::string&
 int Import(const std::string& data, const std::string& file, const std::string& workspace) {
   std::ifstream in(file);
   if (!in) return Fail(absl::NotFoundError(fmt::format("cannot read {}", file)));
-  auto store = OpenStore(data, /*read_only=*/false);
+  profile::Engine profiles({});
+  auto store = OpenStore(data, /*read_only=*/false, {}, nullptr, 7, &profiles);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_split.h"
 #include "rapport/base/mutex.h"
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
@@ -67,6 +68,27 @@ std::string PercentDecode(std::string_view s) {
     }
   }
   return out;
+}
+
+// Whether `path` matches the route pattern `segments` (a path split at '/'); fills `params`.
+bool MatchPattern(const std::vector<std::string>& segments, std::string_view path,
+                  std::vector<std::pair<std::string, std::string>>* params) {
+  std::vector<std::pair<std::string, std::string>> found;
+  size_t i = 0;
+  for (absl::string_view piece : absl::StrSplit(base::AsAbsl(path), '/')) {
+    const std::string_view part = base::AsStd(piece);
+    if (i == segments.size()) return false;
+    const std::string& want = segments[i++];
+    if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+      if (part.empty()) return false;
+      found.emplace_back(want.substr(1, want.size() - 2), PercentDecode(part));
+    } else if (want != part) {
+      return false;
+    }
+  }
+  if (i != segments.size()) return false;
+  *params = std::move(found);
+  return true;
 }
 
 void SplitTarget(std::string_view target, Request* r) {
@@ -153,6 +175,13 @@ std::string_view MethodName(Method method) {
   return kNames[static_cast<int>(method)];
 }
 
+std::string_view Request::Param(std::string_view name) const {
+  for (const auto& [k, v] : params) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
 std::optional<std::string_view> Request::Query(std::string_view key) const {
   for (const auto& [k, v] : query) {
     if (k == key) return v;
@@ -228,6 +257,8 @@ struct Server::Impl {
   ServerOptions options;
   std::vector<Route> routes;
   absl::flat_hash_map<std::string, std::vector<size_t>> by_path;
+  // Paths with {name} segments, split at '/', in route order.
+  std::vector<std::pair<std::string, std::vector<std::string>>> patterns;
   std::string bound_address;
   std::atomic<bool> draining{false};
   std::atomic<size_t> connections{0};
@@ -415,6 +446,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
     auto it = server_->by_path.find(r.path);
     if (it == server_->by_path.end()) {
+      for (const auto& [pattern, segments] : server_->patterns) {
+        if (MatchPattern(segments, r.path, &r.params)) {
+          it = server_->by_path.find(pattern);
+          break;
+        }
+      }
+    }
+    if (it == server_->by_path.end()) {
       return Write(ErrorResponse(base::MakeError(absl::StatusCode::kNotFound, "no_such_route",
                                                  fmt::format("there is no route {}", r.path)),
                                  Shape()));
@@ -532,7 +571,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
   impl->options = std::move(options);
   impl->routes = std::move(routes);
   for (size_t i = 0; i < impl->routes.size(); ++i) {
-    impl->by_path[impl->routes[i].path].push_back(i);
+    const std::string& path = impl->routes[i].path;
+    auto& indices = impl->by_path[path];
+    if (indices.empty() && path.find('{') != std::string::npos) {
+      impl->patterns.emplace_back(path, absl::StrSplit(base::AsAbsl(path), '/'));
+    }
+    indices.push_back(i);
   }
   if (base::Registry* m = impl->options.metrics) {
     for (size_t i = 0; i <= impl->routes.size(); ++i) {

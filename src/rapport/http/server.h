@@ -35,9 +35,13 @@ struct Request {
   std::string authorization;                               // the header's value, or ""
   std::string content_type;
   std::string body;  // after Content-Encoding: gzip was undone
+  // The `{name}` segments of the route's path, percent-decoded.
+  std::vector<std::pair<std::string, std::string>> params;
 
   // The first value of query parameter `key`.
   std::optional<std::string_view> Query(std::string_view key) const;
+  // The path segment named `{name}` in the route ("" if the route has none).
+  std::string_view Param(std::string_view name) const;
 };
 
 struct Response {
@@ -70,7 +74,9 @@ using Handler = std::function<void(Request&&, Responder&&)>;
 
 struct Route {
   Method method;
-  std::string path;  // exact path, e.g. "/v1/track"
+  // The path, e.g. "/v1/track"; a segment "{name}" matches any one non-empty segment
+  // (Request::Param). An exact path wins over a pattern.
+  std::string path;
   std::string name;  // the `route` label in metrics
   Handler handler;
 };

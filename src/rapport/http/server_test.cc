@@ -91,6 +91,14 @@ std::vector<Route> TestRoutes() {
                                  std::string(r.Query("b").value_or("-")) + "|" + r.authorization;
                       std::move(respond)(std::move(res));
                     }});
+  auto params = [](Request&& r, Responder&& respond) {
+    Response res;
+    res.body = std::string(r.Param("id")) + "|" + std::string(r.Param("what"));
+    std::move(respond)(std::move(res));
+  };
+  routes.push_back({Method::kGet, "/things/{id}", "thing", params});
+  routes.push_back({Method::kPost, "/things/{id}/{what}", "thing_action", params});
+  routes.push_back({Method::kGet, "/things/special", "special", params});
   // Answers from another thread after a while, as handlers that wait for the store do.
   routes.push_back({Method::kPost, "/slow", "slow", [](Request&&, Responder&& respond) {
                       std::thread([respond = std::move(respond)]() mutable {
@@ -122,6 +130,18 @@ TEST(Server, RoutesKeepsAliveAndDecodesQueries) {
                        {{"Authorization", "Bearer k"}});
   EXPECT_EQ(b.result_int(), 200);
   EXPECT_EQ(b.body(), "x y|1 2|Bearer k");
+}
+
+TEST(Server, PathParametersMatchOneSegmentAndExactPathsWin) {
+  auto server = StartServer();
+  Client client(server->address());
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/42").body(), "42|");
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/a%2Fb?x=1").body(), "a/b|");
+  EXPECT_EQ(client.Send(bhttp::verb::post, "/things/7/split").body(), "7|split");
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/special").body(), "|");
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/").result_int(), 404);
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/1/2/3").result_int(), 404);
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/7/split").result_int(), 405);
 }
 
 TEST(Server, UnknownRouteAndWrongMethodAreJsonErrors) {

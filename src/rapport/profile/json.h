@@ -1,0 +1,32 @@
+// The profile API's JSON (docs/api/profiles.md).
+//
+// Thread safety: free functions on their arguments only.
+#ifndef RAPPORT_PROFILE_JSON_H_
+#define RAPPORT_PROFILE_JSON_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rapport/profile/engine.h"
+#include "rapport/profile/record.h"
+
+namespace rapport::profile {
+
+// GET /api/v1/profiles/{id}: identifiers, traits, first/last seen. `requested` is the id that
+// was asked for (shown as merged_from when the profile was merged into `p`).
+std::string ProfileJson(const ProfileRecord& p, uint64_t requested);
+
+// GET /api/v1/profiles/{id}/identities: each identifier with why it belongs, the merges that
+// formed the profile and the links that were refused.
+std::string IdentitiesJson(const ProfileRecord& p);
+
+// GET /api/v1/profiles/{id}/events.
+std::string TimelineJson(uint64_t id, const TimelinePage& page);
+
+// POST /api/v1/profiles/{id}/split.
+std::string SplitJson(const std::vector<uint64_t>& profiles);
+
+}  // namespace rapport::profile
+
+#endif  // RAPPORT_PROFILE_JSON_H_
