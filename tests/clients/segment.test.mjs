@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Analytics } from '@segment/analytics-node';
-import { startServer, eventsOf, cleanup } from '../lib/server.mjs';
+import { startServer, eventsOf, cleanup, get } from '../lib/server.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -72,4 +72,59 @@ test('a retried flush stores nothing twice', async () => {
   await send();
   await send();
   assert.equal((await eventsOf(server, { userId: 'seg-retry' })).length, 50);
+});
+
+test('a story: two devices browse anonymously, identify on one, buy on the other after login → one profile', async () => {
+  const analytics = new Analytics({ writeKey: server.writeKey, host: server.url, flushAt: 1, maxRetries: 2 });
+  const errors = [];
+  analytics.on('error', (e) => errors.push(e));
+  const at = (m) => new Date(Date.UTC(2025, 2, 10, 9, m, 0));
+  // Phone and laptop, each anonymous.
+  analytics.page({ anonymousId: 'story-phone', messageId: 'story-1', timestamp: at(1), name: 'Home' });
+  analytics.page({ anonymousId: 'story-laptop', messageId: 'story-2', timestamp: at(2), name: 'Boilers' });
+  analytics.page({ anonymousId: 'story-phone', messageId: 'story-3', timestamp: at(3), name: 'Boiler X200' });
+  await analytics.closeAndFlush({ timeout: 20000 });
+  const phoneBefore = await get(server, '/api/v1/profiles/lookup?anonymous_id=story-phone');
+  const laptopBefore = await get(server, '/api/v1/profiles/lookup?anonymous_id=story-laptop');
+  assert.equal(phoneBefore.status, 200);
+  assert.notEqual(phoneBefore.json.id, laptopBefore.json.id, 'two anonymous devices are two profiles at first');
+
+  // Identify on the phone; later a login and a purchase on the laptop.
+  const later = new Analytics({ writeKey: server.writeKey, host: server.url, flushAt: 1, maxRetries: 2 });
+  later.on('error', (e) => errors.push(e));
+  later.identify({ userId: 'story-ann', anonymousId: 'story-phone', messageId: 'story-4', timestamp: at(4),
+    traits: { email: 'Ann.Story@Example.com', name: 'Ann' } });
+  later.identify({ userId: 'story-ann', anonymousId: 'story-laptop', messageId: 'story-5', timestamp: at(5) });
+  later.track({ userId: 'story-ann', anonymousId: 'story-laptop', messageId: 'story-6', timestamp: at(6),
+    event: 'Order Completed', properties: { revenue: 1299, currency: 'EUR' } });
+  await later.closeAndFlush({ timeout: 20000 });
+  assert.deepEqual(errors, []);
+
+  const byEmail = await get(server, '/api/v1/profiles/lookup?email=ann.story@example.com');
+  assert.equal(byEmail.status, 200);
+  const profile = byEmail.json;
+  const ids = profile.identifiers.map((i) => `${i.type}:${i.value}`).sort();
+  assert.deepEqual(ids, ['anonymous_id:story-laptop', 'anonymous_id:story-phone', 'email:ann.story@example.com',
+    'user_id:story-ann']);
+  assert.equal(profile.event_count, 6);
+  assert.equal(profile.traits.name, 'Ann');
+  // Within the clock-skew correction (sentAt vs. arrival) of the sent times.
+  assert.match(profile.first_seen, /^2025-03-10T09:01:00\./);
+  assert.match(profile.last_seen, /^2025-03-10T09:06:00\./);
+  for (const q of ['user_id=story-ann', 'anonymous_id=story-laptop', 'anonymousId=story-phone']) {
+    assert.equal((await get(server, `/api/v1/profiles/lookup?${q}`)).json.id, profile.id, q);
+  }
+  // The laptop's old profile id still answers, with the merged profile.
+  const old = await get(server, `/api/v1/profiles/${laptopBefore.json.id}`);
+  assert.equal(old.json.id, profile.id);
+  assert.equal(old.json.merged_from, laptopBefore.json.id);
+
+  const timeline = await get(server, `/api/v1/profiles/${profile.id}/events`);
+  assert.deepEqual(timeline.json.events.map((e) => e.messageId),
+    ['story-1', 'story-2', 'story-3', 'story-4', 'story-5', 'story-6']);
+  const why = await get(server, `/api/v1/profiles/${profile.id}/identities`);
+  assert.equal(why.json.merges.length, 1);
+  // analytics-node may deliver story-5 and story-6 in either order; both link the laptop.
+  assert.ok(['story-5', 'story-6'].includes(why.json.merges[0].event), why.json.merges[0].event);
+  assert.equal(why.json.merges[0].absorbed, laptopBefore.json.id);
 });
