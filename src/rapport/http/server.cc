@@ -53,11 +53,12 @@ int HexValue(char c) {
   return -1;
 }
 
-std::string PercentDecode(std::string_view s) {
+// `plus_is_space`: in a query string '+' is a space; in a path segment it is itself.
+std::string PercentDecode(std::string_view s, bool plus_is_space = true) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out += ' ';
     } else if (s[i] == '%' && i + 2 < s.size() + 0 && HexValue(s[i + 1]) >= 0 &&
                HexValue(s[i + 2]) >= 0) {
@@ -81,7 +82,7 @@ bool MatchPattern(const std::vector<std::string>& segments, std::string_view pat
     const std::string& want = segments[i++];
     if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
       if (part.empty()) return false;
-      found.emplace_back(want.substr(1, want.size() - 2), PercentDecode(part));
+      found.emplace_back(want.substr(1, want.size() - 2), PercentDecode(part, /*plus_is_space=*/false));
     } else if (want != part) {
       return false;
     }

@@ -137,6 +137,7 @@ TEST(Server, PathParametersMatchOneSegmentAndExactPathsWin) {
   Client client(server->address());
   EXPECT_EQ(client.Send(bhttp::verb::get, "/things/42").body(), "42|");
   EXPECT_EQ(client.Send(bhttp::verb::get, "/things/a%2Fb?x=1").body(), "a/b|");
+  EXPECT_EQ(client.Send(bhttp::verb::get, "/things/a+b%20c").body(), "a+b c|");
   EXPECT_EQ(client.Send(bhttp::verb::post, "/things/7/split").body(), "7|split");
   EXPECT_EQ(client.Send(bhttp::verb::get, "/things/special").body(), "|");
   EXPECT_EQ(client.Send(bhttp::verb::get, "/things/").result_int(), 404);

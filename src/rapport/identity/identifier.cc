@@ -95,12 +95,14 @@ absl::StatusOr<Identifier> Normalize(const wire::RawIdentifier& raw, const Merge
     return Invalid("invalid_identifier",
                    fmt::format("a {} longer than {} bytes is not linked", id.type, kMaxValueBytes));
   }
-  const std::string folded = absl::AsciiStrToLower(base::AsAbsl(trimmed));
-  const bool zeros_or_dashes =
-      !folded.empty() && folded.find_first_not_of("0-") == std::string::npos;
-  if (zeros_or_dashes ||
-      std::find(rules.blocked_values.begin(), rules.blocked_values.end(), folded) !=
-          rules.blocked_values.end()) {
+  // Checked on the value as sent and as normalised: "(000) 000-0000" is all zeros once read.
+  auto blocked = [&rules](std::string_view value) {
+    const std::string folded = absl::AsciiStrToLower(base::AsAbsl(value));
+    if (!folded.empty() && folded.find_first_not_of("0-") == std::string::npos) return true;
+    return std::find(rules.blocked_values.begin(), rules.blocked_values.end(), folded) !=
+           rules.blocked_values.end();
+  };
+  if (blocked(trimmed) || blocked(id.value)) {
     return Invalid("blocked_value",
                    fmt::format("{} '{}' is a placeholder that identifies nobody (blocked value)",
                                id.type, trimmed));

@@ -42,6 +42,9 @@ TEST(Normalize, BlockedValuesIdentifyNobody) {
     ASSERT_FALSE(r.ok()) << v;
     EXPECT_EQ(base::GetErrorDetails(r.status()).code, "blocked_value") << v;
   }
+  for (const char* v : {"+", "()", "+0", "(000) 000-0000", " - "}) {
+    EXPECT_EQ(base::GetErrorDetails(Norm("phone", v).status()).code, "blocked_value") << v;
+  }
   EXPECT_TRUE(Norm("user_id", "007").ok());
   EXPECT_TRUE(Norm("user_id", "10").ok());
   EXPECT_EQ(Norm("user_id", "AbC")->value, "AbC");  // ids are exact

@@ -110,6 +110,8 @@ class Engine::Run {
   // During a rebuild: the first event of each rebuilt profile → its id, so a profile that is
   // recreated by the same first event keeps its id.
   std::map<OrderKey, uint64_t> reuse_;
+  // During a rebuild: events are applied again; the metrics counted them the first time.
+  bool replaying_ = false;
 };
 
 absl::StatusOr<ProfileRecord*> Engine::Run::Create(const OrderKey& first) {
@@ -142,9 +144,9 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
     target->identities.push_back(e);
   }
   for (MergeEntry& m : q->merges) target->merges.push_back(std::move(m));
-  target->AddMerge({key.timestamp, key.message_id, q->id, via});
   std::stable_sort(target->merges.begin(), target->merges.end(),
                    [](const MergeEntry& a, const MergeEntry& b) { return a.at < b.at; });
+  target->AddMerge({key.timestamp, key.message_id, q->id, via});  // sorted first, then trimmed
   for (BlockedEntry& b : q->blocked) target->blocked.push_back(std::move(b));
   std::stable_sort(target->blocked.begin(), target->blocked.end(),
                    [](const BlockedEntry& a, const BlockedEntry& b) { return a.at < b.at; });
@@ -177,7 +179,7 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
   q->merged_into = target->id;
   Dirty(absorbed_id);
   Dirty(target->id);
-  if (engine_.merges_) engine_.merges_->Inc();
+  if (engine_.merges_ && !replaying_) engine_.merges_->Inc();
   return absl::OkStatus();
 }
 
@@ -207,7 +209,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
     take({as_user ? "user_id" : "anonymous_id", f.previous_id, "previousId"});
   }
   if (ids.empty()) {
-    if (engine_.unattributed_) engine_.unattributed_->Inc();
+    if (engine_.unattributed_ && !replaying_) engine_.unattributed_->Inc();
     return 0;
   }
 
@@ -310,7 +312,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
                             ? fmt::format("not merged with profile {}: {}", d.other_profile, d.reason)
                             : fmt::format("not linked: {}", d.reason)});
     target->AddConflict(d.identifier);
-    if (engine_.blocked_) engine_.blocked_->Inc();
+    if (engine_.blocked_ && !replaying_) engine_.blocked_->Inc();
     if (d.other_profile) {
       RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* other, Load(d.other_profile));
       if (other && other != target) {
@@ -323,7 +325,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   }
   for (BlockedEntry& b : unusable) {
     target->AddBlocked(std::move(b));
-    if (engine_.blocked_) engine_.blocked_->Inc();
+    if (engine_.blocked_ && !replaying_) engine_.blocked_->Inc();
   }
   if (f.type == wire::EventType::kIdentify) {
     for (const auto& [name, json] : f.traits) target->SetTrait(name, json, key);
@@ -400,6 +402,7 @@ absl::Status Engine::Run::Rebuild(const std::vector<uint64_t>& closure,
   });
 
   std::map<uint64_t, uint64_t> now_in;  // seq → profile it was applied to
+  replaying_ = true;
   for (const Item& item : items) {
     uint64_t pid = 0;
     if (extra_facts && item.seq == extra_seq) {
@@ -412,6 +415,7 @@ absl::Status Engine::Run::Rebuild(const std::vector<uint64_t>& closure,
     }
     now_in[item.seq] = pid;
   }
+  replaying_ = false;
   // A rebuilt profile whose id was not reused now lives where its first event went.
   for (const auto& [first_key, old_id] : reuse_) {
     auto first = first_seq.find(old_id);
@@ -555,6 +559,10 @@ absl::StatusOr<ProfileRecord> Engine::Read(store::StateReader& state, uint32_t w
     if (!record) return Corrupt("record", id);
     if (!record->merged_into) return *std::move(record);
     id = record->merged_into;
+    if (hop + 1 == kMaxRedirectHops) {
+      return absl::DataLossError(fmt::format("profile {} redirects more than {} times", requested,
+                                             kMaxRedirectHops));
+    }
   }
   return base::MakeError(absl::StatusCode::kNotFound, "profile_not_found",
                          fmt::format("there is no profile {}", requested));
