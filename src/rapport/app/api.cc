@@ -246,14 +246,20 @@ absl::StatusOr<wire::RawIdentifier> QueryIdentifier(const Request& req) {
   return found.front();
 }
 
-void GetProfile(const Services& s, Request&& req, Responder&& respond) {
+// The profile named by the path's {id} (scope profiles:read), rendered by `render`.
+void AnswerProfile(const Services& s, const Request& req, Responder&& respond,
+                   std::string (*render)(const profile::ProfileRecord&, uint64_t requested)) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-    return Json(200, profile::ProfileJson(p, id));
+    return Json(200, render(p, id));
   }());
+}
+
+void GetProfile(const Services& s, Request&& req, Responder&& respond) {
+  AnswerProfile(s, req, std::move(respond), profile::ProfileJson);
 }
 
 void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
@@ -267,13 +273,8 @@ void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
 }
 
 void GetIdentities(const Services& s, Request&& req, Responder&& respond) {
-  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
-    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
-    auto reader = s.store->NewStateReader();
-    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-    return Json(200, profile::IdentitiesJson(p));
-  }());
+  AnswerProfile(s, req, std::move(respond),
+                [](const profile::ProfileRecord& p, uint64_t) { return profile::IdentitiesJson(p); });
 }
 
 void GetTimeline(const Services& s, Request&& req, Responder&& respond) {

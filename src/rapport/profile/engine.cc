@@ -8,7 +8,7 @@
 #include <unordered_map>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
+#include "rapport/base/cursor.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
@@ -78,8 +78,9 @@ class Engine::Run {
   absl::StatusOr<uint64_t> ApplyEvent(const wire::EventFacts& f, base::Micros ts, uint64_t seq,
                                       bool allow_rebuild);
 
-  // Rebuilds `closure` from its stored events plus `extra` (an event being applied now).
-  absl::Status Rebuild(const std::vector<uint64_t>& closure, const wire::EventFacts* extra_facts,
+  // Rebuilds `closure` from its stored events plus `extra` (an event being applied now);
+  // returns the profile the extra event now belongs to (0 without one).
+  absl::StatusOr<uint64_t> Rebuild(const std::vector<uint64_t>& closure, const wire::EventFacts* extra_facts,
                        base::Micros extra_ts, uint64_t extra_seq);
 
   // `start` and every profile reachable from it through refused links; false if that exceeds
@@ -254,9 +255,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
         if (r && key < r->last) late = true;
       }
       if (late) {
-        RAPPORT_RETURN_IF_ERROR(Rebuild(closure, &f, ts, seq));
-        RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* now, ProfileOf(plan.accepted.front()));
-        return now ? now->id : 0;
+        return Rebuild(closure, &f, ts, seq);
       }
     }
   }
@@ -361,7 +360,7 @@ absl::StatusOr<bool> Engine::Run::Closure(std::vector<uint64_t> start, std::vect
   return true;
 }
 
-absl::Status Engine::Run::Rebuild(const std::vector<uint64_t>& closure,
+absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closure,
                                   const wire::EventFacts* extra_facts, base::Micros extra_ts,
                                   uint64_t extra_seq) {
   if (engine_.rebuilds_) engine_.rebuilds_->Inc();
@@ -429,7 +428,7 @@ absl::Status Engine::Run::Rebuild(const std::vector<uint64_t>& closure,
     Dirty(old_id);
   }
   reuse_.clear();
-  return absl::OkStatus();
+  return extra_facts ? now_in[extra_seq] : 0;
 }
 
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {
@@ -539,7 +538,7 @@ absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint
                                        profile->id, options_.max_rebuild_profiles,
                                        options_.max_rebuild_events));
   }
-  RAPPORT_RETURN_IF_ERROR(run.Rebuild(closure, nullptr, 0, 0));
+  RAPPORT_RETURN_IF_ERROR(run.Rebuild(closure, nullptr, 0, 0).status());
   std::vector<uint64_t> now;
   for (const Identifier& id : before) {
     RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, run.ProfileOf(id));
@@ -586,12 +585,8 @@ absl::StatusOr<TimelinePage> Engine::Timeline(store::StateReader& state, uint32_
   const std::string prefix = TimelinePrefix(ws, id);
   std::string after;
   if (!cursor.empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(base::AsAbsl(cursor), &raw) || raw.size() != 16) {
-      return base::InvalidField("invalid_cursor", "cursor",
-                                "cursor is not one this server issued for this listing");
-    }
-    after = prefix + raw;
+    RAPPORT_ASSIGN_OR_RETURN(std::string suffix, base::DecodeCursor(cursor, 16));
+    after = prefix + suffix;
   }
   std::vector<uint64_t> seqs;
   std::string last_suffix;
@@ -613,7 +608,7 @@ absl::StatusOr<TimelinePage> Engine::Timeline(store::StateReader& state, uint32_
     if (!event) return absl::DataLossError(fmt::format("event {} of profile {} is missing", seq, id));
     page.events.push_back(*std::move(event));
   }
-  if (more) absl::WebSafeBase64Escape(last_suffix, &page.next_cursor);
+  if (more) page.next_cursor = base::EncodeCursor(last_suffix);
   return page;
 }
 

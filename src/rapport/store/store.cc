@@ -24,10 +24,10 @@
 
 #include <charconv>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "rapport/base/mutex.h"
 #include "rapport/base/check.h"
+#include "rapport/base/cursor.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
@@ -763,12 +763,8 @@ absl::StatusOr<EventPage> Store::ReadPersonEvents(uint32_t workspace, IdKind kin
   std::string start = prefix;
   std::string after;
   if (!cursor.empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(base::AsAbsl(cursor), &raw) || raw.size() != 16) {
-      return base::InvalidField("invalid_cursor", "cursor",
-                                "cursor is not one this server issued for this listing");
-    }
-    after = prefix + raw;
+    RAPPORT_ASSIGN_OR_RETURN(std::string suffix, base::DecodeCursor(cursor, 16));
+    after = prefix + suffix;
     start = after;
   }
   rocksdb::ReadOptions ro;
@@ -803,7 +799,7 @@ absl::StatusOr<EventPage> Store::ReadPersonEvents(uint32_t workspace, IdKind kin
     if (!event) return absl::DataLossError(absl::StrCat("event ", seqs[i], " cannot be decoded"));
     page.events.push_back(std::move(*event));
   }
-  if (more) absl::WebSafeBase64Escape(last_suffix, &page.next_cursor);
+  if (more) page.next_cursor = base::EncodeCursor(last_suffix);
   return page;
 }
 
