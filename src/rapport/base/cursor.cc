@@ -14,7 +14,7 @@ std::string EncodeCursor(std::string_view key_suffix) {
 
 absl::StatusOr<std::string> DecodeCursor(std::string_view cursor, size_t suffix_bytes) {
   std::string raw;
-  if (!absl::WebSafeBase64Unescape(AsAbsl(cursor), &raw) || raw.size() != suffix_bytes) {
+  if (!absl::WebSafeBase64Unescape(AsAbsl(cursor), &raw) || (suffix_bytes ? raw.size() != suffix_bytes : raw.empty())) {
     return InvalidField("invalid_cursor", "cursor",
                         "cursor is not one this server issued for this listing");
   }

@@ -14,7 +14,7 @@ namespace rapport::base {
 std::string EncodeCursor(std::string_view key_suffix);
 
 // The key suffix in `cursor`; InvalidArgument (code invalid_cursor, field "cursor") unless it
-// holds exactly `suffix_bytes` bytes.
+// holds exactly `suffix_bytes` bytes (any number but none when `suffix_bytes` is 0).
 absl::StatusOr<std::string> DecodeCursor(std::string_view cursor, size_t suffix_bytes);
 
 }  // namespace rapport::base

@@ -11,6 +11,18 @@ namespace {
 constexpr char kCodeUrl[] = "rapport/code";
 constexpr char kFieldUrl[] = "rapport/field";
 constexpr char kLimitUrl[] = "rapport/limit";
+constexpr char kPositionUrl[] = "rapport/position";
+constexpr char kExpectedUrl[] = "rapport/expected";
+
+std::optional<int64_t> IntPayload(const absl::Status& status, std::string_view url) {
+  auto payload = status.GetPayload(AsAbsl(url));
+  if (!payload) return std::nullopt;
+  std::string text(*payload);
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 }  // namespace
 
 absl::Status MakeError(absl::StatusCode status_code, std::string_view code,
@@ -27,13 +39,25 @@ ErrorDetails GetErrorDetails(const absl::Status& status) {
   ErrorDetails details;
   if (auto code = status.GetPayload(kCodeUrl)) details.code = std::string(*code);
   if (auto field = status.GetPayload(kFieldUrl)) details.field = std::string(*field);
-  if (auto limit = status.GetPayload(kLimitUrl)) {
-    std::string text(*limit);
-    int64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec == std::errc() && end == text.data() + text.size()) details.limit = value;
-  }
+  details.limit = IntPayload(status, kLimitUrl);
+  details.position = IntPayload(status, kPositionUrl);
+  if (auto expected = status.GetPayload(kExpectedUrl)) details.expected = std::string(*expected);
   return details;
+}
+
+absl::Status WithField(const absl::Status& status, std::string_view field) {
+  if (status.ok()) return status;
+  absl::Status out = status;
+  out.SetPayload(kFieldUrl, absl::Cord(AsAbsl(field)));
+  return out;
+}
+
+absl::Status WithPosition(const absl::Status& status, int64_t position, std::string_view expected) {
+  if (status.ok()) return status;
+  absl::Status out = status;
+  out.SetPayload(kPositionUrl, absl::Cord(absl::StrCat(position)));
+  if (!expected.empty()) out.SetPayload(kExpectedUrl, absl::Cord(AsAbsl(expected)));
+  return out;
 }
 
 absl::Status WithFieldPrefix(const absl::Status& status, std::string_view prefix) {

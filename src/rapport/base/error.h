@@ -18,6 +18,10 @@ struct ErrorDetails {
   std::string code;   // e.g. "missing_id"; empty when the Status was not made by MakeError
   std::string field;  // e.g. "batch[3].timestamp"; empty when no single field is at fault
   std::optional<int64_t> limit;
+  // For a syntax error in a text the caller sent (a segment expression): the 0-based character
+  // offset where it was found and what was expected there.
+  std::optional<int64_t> position;
+  std::string expected;
 };
 
 // A Status with `status_code`, `message`, and the details above.
@@ -31,6 +35,12 @@ inline absl::Status InvalidField(std::string_view code, std::string_view field,
                                  std::optional<int64_t> limit = std::nullopt) {
   return MakeError(absl::StatusCode::kInvalidArgument, code, message, field, limit);
 }
+
+// Returns `status` naming `field` as the one at fault (replacing any field it named).
+absl::Status WithField(const absl::Status& status, std::string_view field);
+
+// Returns `status` with the position of a syntax error and what was expected there.
+absl::Status WithPosition(const absl::Status& status, int64_t position, std::string_view expected);
 
 // The details of `status` (empty fields when it carries none).
 ErrorDetails GetErrorDetails(const absl::Status& status);

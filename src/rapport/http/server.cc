@@ -220,6 +220,11 @@ std::string ErrorMembers(const absl::Status& status) {
     wire::AppendQuoted(&out, d.field);
   }
   if (d.limit) out += fmt::format(",\"limit\":{}", *d.limit);
+  if (d.position) out += fmt::format(",\"position\":{}", *d.position);
+  if (!d.expected.empty()) {
+    out += ",\"expected\":";
+    wire::AppendQuoted(&out, d.expected);
+  }
   return out;
 }
 
