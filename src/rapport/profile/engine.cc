@@ -45,8 +45,17 @@ std::string Joined(const std::vector<Identifier>& ids) {
 // back in Flush().
 class Engine::Run {
  public:
-  Run(Engine& engine, store::StateTxn& txn, uint32_t ws, const identity::Separations& separations)
-      : engine_(engine), txn_(txn), ws_(ws), separations_(separations) {}
+  // `seq` is the event being applied (0 for a split, a sweep or a job): membership changes are
+  // written on the timeline at (now, seq).
+  Run(Engine& engine, store::StateTxn& txn, uint32_t ws, const identity::Separations& separations,
+      const Definitions& defs, uint64_t seq)
+      : engine_(engine),
+        txn_(txn),
+        ws_(ws),
+        separations_(separations),
+        defs_(defs),
+        now_(engine.Now()),
+        seq_(seq) {}
 
   // The live profile `id` (following merges), or nullptr if there is none.
   absl::StatusOr<ProfileRecord*> Load(uint64_t id) {
@@ -87,16 +96,32 @@ class Engine::Run {
   // the rebuild bounds.
   absl::StatusOr<bool> Closure(std::vector<uint64_t> start, std::vector<uint64_t>* out);
 
-  absl::Status Flush() {
-    for (uint64_t id : dirty_) {
-      auto it = records_.find(id);
-      if (it != records_.end()) txn_.Put(ProfileKey(ws_, id), EncodeProfile(it->second));
-    }
-    dirty_.clear();
-    return absl::OkStatus();
+  // Writes the changed records back; re-evaluates the segments of every changed profile and
+  // retires the derived state of profiles that were merged away.
+  absl::Status Flush();
+
+  // Recomputes `def` on profile `id` from its timeline.
+  absl::Status RecomputeTrait(uint64_t id, const ComputedTraitDef& def);
+  // Marks the live profile `id` for evaluation at Flush; false if there is none.
+  absl::StatusOr<bool> Touch(uint64_t id) {
+    RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
+    if (!r) return false;
+    Dirty(r->id);
+    return true;
   }
 
  private:
+  // The derived state of `id` (loaded, or empty if it has none yet); marks it to be written.
+  absl::StatusOr<DerivedState*> Derived(uint64_t id);
+  // The derived state of `id` if it has one.
+  absl::StatusOr<DerivedState*> DerivedIfAny(uint64_t id);
+  // The record stored at exactly `id` (no redirects followed), or nullptr.
+  absl::StatusOr<const ProfileRecord*> RecordAt(uint64_t id);
+  void ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key);
+  absl::Status Evaluate(const ProfileRecord& p, DerivedState& d);
+  absl::Status Retire(uint64_t id);
+  absl::Status AddToCount(std::string_view segment, int delta);
+
   absl::StatusOr<ProfileRecord*> Create(const OrderKey& first);
   absl::Status MergeInto(ProfileRecord* target, ProfileRecord* absorbed, const OrderKey& key,
                          const std::string& via);
@@ -113,7 +138,247 @@ class Engine::Run {
   std::map<OrderKey, uint64_t> reuse_;
   // During a rebuild: events are applied again; the metrics counted them the first time.
   bool replaying_ = false;
+  const Definitions& defs_;
+  const base::Micros now_;
+  const uint64_t seq_;
+  std::unordered_map<uint64_t, DerivedState> derived_;
+  absl::flat_hash_set<uint64_t> derived_dirty_;
+  absl::Status deferred_error_;  // from ObserveEvent, reported by Flush
+  absl::flat_hash_set<uint64_t> stored_derived_;  // derived states read from the store
+  absl::flat_hash_set<uint64_t> recompute_;  // merged during a backfill: recompute those traits
 };
+
+namespace {
+
+const TraitState* StateFor(const DerivedState& d, const ComputedTraitDef& def) {
+  auto it = d.traits.find(def.name());
+  return it == d.traits.end() || it->second.version != def.version ? nullptr : &it->second;
+}
+
+// What a segment reads: the profile, its derived state and the segments evaluated before it.
+class ProfileEnv final : public Env {
+ public:
+  ProfileEnv(const ProfileRecord& p, const DerivedState& d, const Definitions& defs, base::Micros now,
+             const std::set<std::string>& in)
+      : p_(p), d_(d), defs_(defs), now_(now), in_(in) {}
+
+  Value Field(Root root, const std::vector<std::string>& path) const override {
+    switch (root) {
+      case Root::kTraits: {
+        const Trait* t = p_.FindTrait(path[0]);
+        return t ? ValueFromJson(t->json, std::span(path).subspan(1)) : Value::Missing();
+      }
+      case Root::kComputed: {
+        const ComputedTraitDef* def = defs_.FindComputed(path[0]);
+        if (!def) return Value::Missing();
+        const TraitState* state = StateFor(d_, *def);
+        const Aggregate a = state ? state->At(*def, now_) : Aggregate{};
+        return ComputedValue(*def, a, path.size() > 1 ? path[1] : "", now_);
+      }
+      case Root::kProfile:
+        if (path[0] == "first_seen") return Value::Time(p_.first.timestamp);
+        if (path[0] == "last_seen") return Value::Time(p_.last.timestamp);
+        return Value::Number(static_cast<double>(p_.event_count));
+      default: return Value::Missing();
+    }
+  }
+  bool InSegment(std::string_view name) const override { return in_.contains(std::string(name)); }
+  base::Micros Now() const override { return now_; }
+
+ private:
+  const ProfileRecord& p_;
+  const DerivedState& d_;
+  const Definitions& defs_;
+  const base::Micros now_;
+  const std::set<std::string>& in_;
+};
+
+}  // namespace
+
+absl::StatusOr<DerivedState*> Engine::Run::DerivedIfAny(uint64_t id) {
+  auto it = derived_.find(id);
+  if (it != derived_.end()) return &it->second;
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, txn_.Get(DerivedKey(ws_, id)));
+  if (!bytes) return nullptr;
+  auto d = DecodeDerived(*bytes);
+  if (!d) return Corrupt("computed traits", id);
+  stored_derived_.insert(id);
+  return &derived_.emplace(id, *std::move(d)).first->second;
+}
+
+absl::StatusOr<DerivedState*> Engine::Run::Derived(uint64_t id) {
+  RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, DerivedIfAny(id));
+  if (!d) d = &derived_[id];
+  derived_dirty_.insert(id);
+  return d;
+}
+
+absl::StatusOr<const ProfileRecord*> Engine::Run::RecordAt(uint64_t id) {
+  auto it = records_.find(id);
+  if (it != records_.end()) return &it->second;
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, txn_.Get(ProfileKey(ws_, id)));
+  if (!bytes) return nullptr;
+  auto record = DecodeProfile(id, *bytes);
+  if (!record) return Corrupt("record", id);
+  return &records_.emplace(id, *std::move(record)).first->second;
+}
+
+void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key) {
+  for (const ComputedTraitDef& def : defs_.computed()) {
+    std::optional<Observation> o = Observe(def, f, key);
+    if (!o) continue;
+    auto d = Derived(target->id);
+    if (!d.ok()) {
+      deferred_error_.Update(d.status());
+      return;
+    }
+    TraitState& state = (*d)->traits[def.name()];
+    if (state.version != def.version) {
+      state = TraitState{};
+      state.version = def.version;
+    }
+    state.Add(def, *std::move(o), now_);
+  }
+}
+
+absl::Status Engine::Run::RecomputeTrait(uint64_t id, const ComputedTraitDef& def) {
+  TraitState state;
+  state.version = def.version;
+  std::vector<TimelineEntry> events;
+  RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, id), "", [&](std::string_view k, std::string_view) {
+    if (auto entry = DecodeTimelineKey(k)) events.push_back(*entry);
+    return true;
+  }));
+  for (const TimelineEntry& e : events) {
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, txn_.ReadEvent(e.seq));
+    if (!event) return absl::DataLossError(fmt::format("event {} of profile {} is missing", e.seq, id));
+    RAPPORT_ASSIGN_OR_RETURN(wire::EventFacts facts, wire::ReadEventFacts(event->payload));
+    if (auto o = Observe(def, facts, {event->timestamp, facts.message_id})) state.Add(def, *std::move(o), now_);
+  }
+  RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, Derived(id));
+  d->traits[def.name()] = std::move(state);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Run::AddToCount(std::string_view segment, int delta) {
+  const std::string key = MemberCountKey(ws_, segment);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, txn_.Get(key));
+  uint64_t count = 0;
+  if (value) {
+    auto decoded = DecodeU64(*value);
+    if (!decoded) return absl::DataLossError(fmt::format("the member count of segment {} cannot be decoded", segment));
+    count = *decoded;
+  }
+  count = delta < 0 ? (count > 0 ? count - 1 : 0) : count + 1;
+  txn_.Put(key, EncodeU64(count));
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d) {
+  base::Micros next = Evaluation::kNever;
+  for (auto it = d.traits.begin(); it != d.traits.end();) {
+    const ComputedTraitDef* def = defs_.FindComputed(it->first);
+    if (!def || it->second.version != def->version) {
+      it = d.traits.erase(it);  // a definition that changed: its backfill recomputes it
+      continue;
+    }
+    it->second.Expire(*def, now_);
+    next = std::min(next, it->second.NextExpiry(*def, now_));
+    ++it;
+  }
+  std::set<std::string> in;
+  const ProfileEnv env(p, d, defs_, now_, in);
+  for (const SegmentDef& seg : defs_.segments()) {
+    const Evaluation e = seg.expression->Evaluate(env);
+    next = std::min(next, e.next_change);
+    if (e.matched) in.insert(seg.name());
+  }
+  std::vector<Membership> now_in;
+  for (const std::string& name : in) {
+    auto old = std::lower_bound(d.segments.begin(), d.segments.end(), name,
+                                [](const Membership& m, const std::string& n) { return m.segment < n; });
+    if (old != d.segments.end() && old->segment == name) {
+      now_in.push_back(*old);
+      continue;
+    }
+    now_in.push_back({name, now_});
+    txn_.Put(MemberKey(ws_, name, p.id), EncodeU64(static_cast<uint64_t>(now_)));
+    RAPPORT_RETURN_IF_ERROR(AddToCount(name, +1));
+    txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, name), "entered");
+    if (engine_.segment_changes_ && !replaying_) engine_.segment_changes_->Inc();
+  }
+  for (const Membership& m : d.segments) {
+    if (in.contains(m.segment)) continue;
+    txn_.Delete(MemberKey(ws_, m.segment, p.id));
+    RAPPORT_RETURN_IF_ERROR(AddToCount(m.segment, -1));
+    if (defs_.FindSegment(m.segment)) {
+      txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, m.segment), "exited");
+      if (engine_.segment_changes_ && !replaying_) engine_.segment_changes_->Inc();
+    }
+  }
+  d.segments = std::move(now_in);
+  if (next == Evaluation::kNever) next = 0;
+  if (next != d.due) {
+    if (d.due) txn_.Delete(DueKey(d.due, ws_, p.id));
+    if (next) txn_.Put(DueKey(next, ws_, p.id), "");
+    d.due = next;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Run::Retire(uint64_t id) {
+  RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, DerivedIfAny(id));
+  if (!d) return absl::OkStatus();
+  for (const Membership& m : d->segments) {
+    txn_.Delete(MemberKey(ws_, m.segment, id));
+    RAPPORT_RETURN_IF_ERROR(AddToCount(m.segment, -1));
+  }
+  if (d->due) txn_.Delete(DueKey(d->due, ws_, id));
+  txn_.Delete(DerivedKey(ws_, id));
+  derived_.erase(id);
+  derived_dirty_.erase(id);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Run::Flush() {
+  RAPPORT_RETURN_IF_ERROR(deferred_error_);
+  std::vector<uint64_t> ids(dirty_.begin(), dirty_.end());
+  for (uint64_t id : derived_dirty_) {
+    if (!dirty_.contains(id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  for (uint64_t id : ids) {
+    if (dirty_.contains(id)) {
+      auto it = records_.find(id);
+      if (it != records_.end()) txn_.Put(ProfileKey(ws_, id), EncodeProfile(it->second));
+    }
+    if (defs_.empty() && !derived_.contains(id)) continue;
+    RAPPORT_ASSIGN_OR_RETURN(const ProfileRecord* r, RecordAt(id));
+    if (!r || r->merged_into) {
+      RAPPORT_RETURN_IF_ERROR(Retire(id));
+      continue;
+    }
+    if (recompute_.contains(id)) {
+      auto pending = engine_.backfilling_.find(ws_);
+      if (pending != engine_.backfilling_.end()) {
+        for (const std::string& name : pending->second) {
+          if (const ComputedTraitDef* def = defs_.FindComputed(name)) RAPPORT_RETURN_IF_ERROR(RecomputeTrait(id, *def));
+        }
+      }
+    }
+    RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, Derived(id));
+    RAPPORT_RETURN_IF_ERROR(Evaluate(*r, *d));
+    if (d->traits.empty() && d->segments.empty() && d->due == 0) {
+      if (stored_derived_.contains(id)) txn_.Delete(DerivedKey(ws_, id));
+    } else {
+      txn_.Put(DerivedKey(ws_, id), EncodeDerived(*d));
+    }
+  }
+  dirty_.clear();
+  derived_dirty_.clear();
+  recompute_.clear();
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ProfileRecord*> Engine::Run::Create(const OrderKey& first) {
   uint64_t id = 0;
@@ -162,17 +427,36 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
   target->last = std::max(target->last, q->last);
   target->event_count += q->event_count;
 
+  // The timeline moves whole (events and membership changes): same suffix, new profile.
+  const std::string from = TimelinePrefix(ws_, q->id);
+  const std::string to = TimelinePrefix(ws_, target->id);
   std::vector<std::pair<std::string, std::string>> moved;
-  RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, q->id), "",
-                                    [&](std::string_view k, std::string_view v) {
-                                      moved.emplace_back(k, v);
-                                      return true;
-                                    }));
+  RAPPORT_RETURN_IF_ERROR(txn_.Scan(from, "", [&](std::string_view k, std::string_view v) {
+    moved.emplace_back(k, v);
+    return true;
+  }));
   for (const auto& [k, v] : moved) {
-    auto entry = DecodeTimelineKey(k);
-    if (!entry) return Corrupt("timeline", q->id);
     txn_.Delete(k);
-    txn_.Put(TimelineKey(ws_, target->id, entry->timestamp, entry->seq), v);
+    txn_.Put(to + k.substr(from.size()), v);
+  }
+  if (!defs_.empty()) {
+    RAPPORT_ASSIGN_OR_RETURN(DerivedState* absorbed, DerivedIfAny(q->id));
+    if (absorbed && !absorbed->traits.empty()) {
+      RAPPORT_ASSIGN_OR_RETURN(DerivedState* into, Derived(target->id));
+      for (auto& [name, state] : absorbed->traits) {
+        const ComputedTraitDef* def = defs_.FindComputed(name);
+        if (!def || state.version != def->version) continue;
+        TraitState& t = into->traits[name];
+        if (t.version != def->version) {
+          t = TraitState{};
+          t.version = def->version;
+        }
+        t.Merge(*def, std::move(state), now_);
+      }
+      absorbed->traits.clear();
+    }
+    if (engine_.backfilling_.contains(ws_)) recompute_.insert(target->id);
+    derived_dirty_.insert(q->id);  // retired at Flush: memberships, due entry
   }
   const uint64_t absorbed_id = q->id;
   *q = ProfileRecord{};
@@ -329,6 +613,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   if (f.type == wire::EventType::kIdentify) {
     for (const auto& [name, json] : f.traits) target->SetTrait(name, json, key);
   }
+  if (!defs_.computed().empty()) ObserveEvent(target, f, key);
   target->first = std::min(target->first, key);
   target->last = std::max(target->last, key);
   ++target->event_count;
@@ -392,6 +677,14 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
     for (const std::string& k : keys) txn_.Delete(k);
     for (const IdentityEntry& e : r->identities) txn_.Delete(IdentifierKey(ws_, e.identifier));
     txn_.Delete(ProfileKey(ws_, id));
+    if (!defs_.empty()) {
+      // Computed traits are recomputed by the replay; memberships stay to be compared with.
+      RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, DerivedIfAny(id));
+      if (d) {
+        d->traits.clear();
+        derived_dirty_.insert(id);
+      }
+    }
     records_.erase(id);
     dirty_.erase(id);
   }
@@ -443,6 +736,10 @@ Engine::Engine(EngineOptions options) : options_(std::move(options)) {
         "Late events applied as they came because a rebuild would exceed its bounds.");
     unattributed_ = &m->GetCounter("rapport_profile_unattributed_events_total",
                                    "Stored events that name no usable identifier.");
+    segment_changes_ = &m->GetCounter("rapport_segment_changes_total",
+                                      "Profiles entering or leaving a segment.");
+    swept_ = &m->GetCounter("rapport_sweep_profiles_total",
+                            "Profiles re-evaluated because a window or now() changed them.");
   }
 }
 
@@ -483,14 +780,19 @@ absl::StatusOr<const identity::Separations*> Engine::SeparationsOf(store::StateT
 absl::Status Engine::Apply(const store::EventWrite& event, uint64_t seq,
                            const store::PreparedEvent& prepared, store::StateTxn& state) {
   RAPPORT_ASSIGN_OR_RETURN(const identity::Separations* separations, SeparationsOf(state, event.workspace));
-  Run run(*this, state, event.workspace, *separations);
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, event.workspace));
+  Run run(*this, state, event.workspace, *separations, *defs, seq);
   RAPPORT_RETURN_IF_ERROR(
       run.ApplyEvent(static_cast<const Prepared&>(prepared).facts, event.timestamp, seq, true).status());
   return run.Flush();
 }
 
 void Engine::AfterGroup(bool committed) {
-  if (!committed) separations_.clear();  // reloaded from the store on next use
+  if (committed) return;
+  // Reloaded from the store on next use.
+  separations_.clear();
+  base::MutexLock lock(&mu_);
+  definitions_.clear();
 }
 
 absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint32_t ws, uint64_t id,
@@ -498,7 +800,8 @@ absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint
   RAPPORT_ASSIGN_OR_RETURN(Identifier apart, identity::Normalize(raw, options_.rules));
   RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, ws).status());
   identity::Separations& separations = separations_[ws];
-  Run run(*this, state, ws, separations);
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
+  Run run(*this, state, ws, separations, *defs, 0);
   RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* profile, run.Load(id));
   if (!profile) {
     return base::MakeError(absl::StatusCode::kNotFound, "profile_not_found",
@@ -585,30 +888,345 @@ absl::StatusOr<TimelinePage> Engine::Timeline(store::StateReader& state, uint32_
   const std::string prefix = TimelinePrefix(ws, id);
   std::string after;
   if (!cursor.empty()) {
-    RAPPORT_ASSIGN_OR_RETURN(std::string suffix, base::DecodeCursor(cursor, 16));
-    after = prefix + suffix;
+    RAPPORT_ASSIGN_OR_RETURN(after, base::DecodeCursor(cursor, 0));
+    if (after.size() < 16) return base::InvalidField("invalid_cursor", "cursor", "the cursor is not one this API gave");
+    after = prefix + after;
   }
-  std::vector<uint64_t> seqs;
+  TimelinePage page;
+  std::vector<std::pair<size_t, uint64_t>> to_read;  // item, event seq
   std::string last_suffix;
   bool more = false;
-  RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, after, [&](std::string_view k, std::string_view) {
+  RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, after, [&](std::string_view k, std::string_view v) {
     if (k == after) return true;
-    if (seqs.size() == limit) {
+    if (page.items.size() == limit) {
       more = true;
       return false;
     }
-    auto entry = DecodeTimelineKey(k);
-    if (entry) seqs.push_back(entry->seq);
+    if (auto entry = DecodeTimelineKey(k)) {
+      to_read.emplace_back(page.items.size(), entry->seq);
+      page.items.emplace_back();
+    } else if (auto change = DecodeMembershipTimeline(k, v)) {
+      page.items.push_back({{}, *std::move(change)});
+    } else {
+      return true;
+    }
     last_suffix = std::string(k.substr(prefix.size()));
     return true;
   }));
-  TimelinePage page;
-  for (uint64_t seq : seqs) {
+  for (const auto& [index, seq] : to_read) {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, state.ReadEvent(seq));
     if (!event) return absl::DataLossError(fmt::format("event {} of profile {} is missing", seq, id));
-    page.events.push_back(*std::move(event));
+    page.items[index].event = *std::move(event);
   }
   if (more) page.next_cursor = base::EncodeCursor(last_suffix);
+  return page;
+}
+
+// --- Definitions.
+
+absl::StatusOr<std::vector<StoredDefinition>> Engine::ListDefinitions(store::StateReader& state, uint32_t ws,
+                                                                      DefinitionKind kind) {
+  std::vector<StoredDefinition> out;
+  bool corrupt = false;
+  RAPPORT_RETURN_IF_ERROR(state.Scan(DefinitionPrefix(ws, kind), "", [&](std::string_view, std::string_view v) {
+    auto d = DecodeStoredDefinition(v);
+    if (!d) {
+      corrupt = true;
+      return false;
+    }
+    out.push_back(*std::move(d));
+    return true;
+  }));
+  if (corrupt) return absl::DataLossError("a stored definition cannot be decoded");
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const Definitions>> Engine::LoadDefinitions(store::StateReader& state,
+                                                                           uint32_t ws) {
+  RAPPORT_ASSIGN_OR_RETURN(std::vector<StoredDefinition> computed,
+                           ListDefinitions(state, ws, DefinitionKind::kComputed));
+  RAPPORT_ASSIGN_OR_RETURN(std::vector<StoredDefinition> segments,
+                           ListDefinitions(state, ws, DefinitionKind::kSegment));
+  return Definitions::FromStored(computed, segments);
+}
+
+absl::StatusOr<std::shared_ptr<const Definitions>> Engine::DefinitionsFor(store::StateReader& state,
+                                                                          uint32_t ws) const {
+  {
+    base::MutexLock lock(&mu_);
+    auto it = definitions_.find(ws);
+    if (it != definitions_.end()) return it->second;
+  }
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> loaded, LoadDefinitions(state, ws));
+  base::MutexLock lock(&mu_);
+  return definitions_.try_emplace(ws, std::move(loaded)).first->second;
+}
+
+absl::StatusOr<DefinitionChange> Engine::Put(
+    store::StateTxn& state, uint32_t ws, DefinitionKind kind, const std::string& name,
+    const std::string& spec_json, PutMode mode,
+    const std::function<absl::StatusOr<std::shared_ptr<const Definitions>>(const Definitions&, uint64_t)>& apply) {
+  const std::string key = DefinitionKey(ws, kind, name);
+  const std::string_view what = kind == DefinitionKind::kComputed ? "computed trait" : "segment";
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(key));
+  std::optional<StoredDefinition> existing;
+  if (bytes) {
+    existing = DecodeStoredDefinition(*bytes);
+    if (!existing) return absl::DataLossError(fmt::format("the {} '{}' cannot be decoded", what, name));
+  }
+  if (mode == PutMode::kCreate && existing) {
+    return base::MakeError(absl::StatusCode::kAlreadyExists, "definition_exists",
+                           fmt::format("there is already a {} '{}' (change it with PUT)", what, name), "name");
+  }
+  if (mode == PutMode::kReplace && !existing) {
+    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
+                           fmt::format("there is no {} '{}'", what, name), "name");
+  }
+  if (existing && existing->spec_json == spec_json) return DefinitionChange{*existing, std::nullopt, false};
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
+  const uint64_t version = existing ? existing->version + 1 : 1;
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> changed, apply(*defs, version));
+
+  const base::Micros now = Now();
+  RAPPORT_ASSIGN_OR_RETURN(Job job, QueueJob(state, ws, kind, name, version));
+  StoredDefinition stored{version, existing ? existing->created_at : now, now, job.id, spec_json};
+  state.Put(key, EncodeStoredDefinition(stored));
+  {
+    base::MutexLock lock(&mu_);
+    definitions_[ws] = std::move(changed);
+  }
+  return DefinitionChange{std::move(stored), std::move(job), !existing};
+}
+
+absl::StatusOr<Job> Engine::QueueJob(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
+                                     const std::string& name, uint64_t version) {
+  const base::Micros now = Now();
+  Job job;
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> next_job, state.Get(NextJobKey()));
+  job.id = next_job ? DecodeU64(*next_job).value_or(0) : 1;
+  if (job.id == 0) return absl::DataLossError("the next job id cannot be decoded");
+  state.Put(NextJobKey(), EncodeU64(job.id + 1));
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> next_profile, state.Get(NextIdKey(ws)));
+  job.total = next_profile ? DecodeProfileId(*next_profile).value_or(1) - 1 : 0;
+  job.ws = ws;
+  job.kind = kind;
+  job.target = name;
+  job.version = version;
+  job.created_at = now;
+  if (job.total == 0) {
+    job.state = JobState::kDone;
+    job.started_at = job.finished_at = now;
+  } else if (kind == DefinitionKind::kComputed) {
+    backfilling_[ws].insert(name);
+  }
+  state.Put(JobKey(job.id), EncodeJob(job));
+  return job;
+}
+
+absl::StatusOr<Job> Engine::Backfill(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
+                                     const std::string& name) {
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(DefinitionKey(ws, kind, name)));
+  std::optional<StoredDefinition> existing = bytes ? DecodeStoredDefinition(*bytes) : std::nullopt;
+  if (!existing) {
+    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
+                           fmt::format("there is no {} '{}'",
+                                       kind == DefinitionKind::kComputed ? "computed trait" : "segment", name));
+  }
+  RAPPORT_ASSIGN_OR_RETURN(Job job, QueueJob(state, ws, kind, name, existing->version));
+  existing->job = job.id;
+  state.Put(DefinitionKey(ws, kind, name), EncodeStoredDefinition(*existing));
+  return job;
+}
+
+absl::StatusOr<DefinitionChange> Engine::PutComputedTrait(store::StateTxn& state, uint32_t ws,
+                                                          const wire::ComputedTraitSpec& spec, PutMode mode) {
+  return Put(state, ws, DefinitionKind::kComputed, spec.name, wire::ComputedTraitSpecJson(spec), mode,
+             [&](const Definitions& defs, uint64_t version) { return defs.WithComputed(spec, version); });
+}
+
+absl::StatusOr<DefinitionChange> Engine::PutSegment(store::StateTxn& state, uint32_t ws,
+                                                    const wire::SegmentSpec& spec, PutMode mode) {
+  return Put(state, ws, DefinitionKind::kSegment, spec.name, wire::SegmentSpecJson(spec), mode,
+             [&](const Definitions& defs, uint64_t version) { return defs.WithSegment(spec, version); });
+}
+
+// --- Jobs.
+
+absl::StatusOr<Job> Engine::ReadJob(store::StateReader& state, uint64_t id) {
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(JobKey(id)));
+  if (!bytes) {
+    return base::MakeError(absl::StatusCode::kNotFound, "job_not_found", fmt::format("there is no job {}", id));
+  }
+  auto job = DecodeJob(id, *bytes);
+  if (!job) return absl::DataLossError(fmt::format("job {} cannot be decoded", id));
+  return *std::move(job);
+}
+
+absl::StatusOr<std::vector<uint64_t>> Engine::UnfinishedJobs(store::StateReader& state) {
+  std::vector<uint64_t> out;
+  bool corrupt = false;
+  RAPPORT_RETURN_IF_ERROR(state.Scan("J", "", [&](std::string_view k, std::string_view v) {
+    auto id = DecodeU64(k.substr(1));
+    auto job = id ? DecodeJob(*id, v) : std::nullopt;
+    if (!job) {
+      corrupt = true;
+      return false;
+    }
+    if (!job->finished()) out.push_back(job->id);
+    return true;
+  }));
+  if (corrupt) return absl::DataLossError("a job record cannot be decoded");
+  return out;
+}
+
+absl::StatusOr<Job> Engine::RunJobStep(store::StateTxn& state, uint64_t id, size_t max_profiles) {
+  RAPPORT_ASSIGN_OR_RETURN(Job job, ReadJob(state, id));
+  if (job.finished()) return job;
+  const base::Micros now = Now();
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, job.ws));
+  const ComputedTraitDef* computed = nullptr;
+  uint64_t current = 0;
+  if (job.kind == DefinitionKind::kComputed) {
+    computed = defs->FindComputed(job.target);
+    current = computed ? computed->version : 0;
+  } else if (const SegmentDef* seg = defs->FindSegment(job.target)) {
+    current = seg->version;
+  }
+  auto finish = [&](JobState s) {
+    job.state = s;
+    job.finished_at = now;
+    if (job.kind == DefinitionKind::kComputed) {
+      auto it = backfilling_.find(job.ws);
+      if (it != backfilling_.end()) {
+        it->second.erase(job.target);
+        if (it->second.empty()) backfilling_.erase(it);
+      }
+    }
+  };
+  if (current != job.version) {
+    finish(JobState::kSuperseded);
+  } else {
+    if (job.state == JobState::kQueued) {
+      job.state = JobState::kRunning;
+      job.started_at = now;
+    }
+    if (computed) backfilling_[job.ws].insert(job.target);
+    RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, job.ws).status());
+    Run run(*this, state, job.ws, separations_[job.ws], *defs, 0);
+    // The profiles in [cursor, total], at most max_profiles live ones.
+    std::vector<uint64_t> live;
+    uint64_t last = job.cursor - 1;
+    const std::string prefix = ProfileKey(job.ws, 0).substr(0, 5);
+    bool corrupt = false;
+    RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, ProfileKey(job.ws, job.cursor), [&](std::string_view k, std::string_view v) {
+      auto pid = DecodeProfileId(k.substr(5));
+      if (!pid) {
+        corrupt = true;
+        return false;
+      }
+      if (*pid > job.total || live.size() == max_profiles) return false;
+      last = *pid;
+      auto record = DecodeProfile(*pid, v);
+      if (!record) {
+        corrupt = true;
+        return false;
+      }
+      if (!record->merged_into) live.push_back(*pid);
+      return true;
+    }));
+    if (corrupt) return absl::DataLossError("a profile record cannot be decoded");
+    for (uint64_t pid : live) {
+      if (computed) RAPPORT_RETURN_IF_ERROR(run.RecomputeTrait(pid, *computed));
+      RAPPORT_RETURN_IF_ERROR(run.Touch(pid).status());
+    }
+    RAPPORT_RETURN_IF_ERROR(run.Flush());
+    job.profiles += live.size();
+    job.cursor = live.size() < max_profiles ? job.total + 1 : last + 1;
+    if (job.cursor > job.total) finish(JobState::kDone);
+  }
+  state.Put(JobKey(job.id), EncodeJob(job));
+  return job;
+}
+
+// --- Time.
+
+absl::StatusOr<bool> Engine::AnythingDue(store::StateReader& state, base::Micros now) {
+  bool due = false;
+  RAPPORT_RETURN_IF_ERROR(state.Scan(DuePrefix(), "", [&](std::string_view k, std::string_view) {
+    auto entry = DecodeDueKey(k);
+    due = entry && entry->at <= now;
+    return false;
+  }));
+  return due;
+}
+
+absl::StatusOr<size_t> Engine::Sweep(store::StateTxn& state, size_t max_profiles) {
+  const base::Micros now = Now();
+  std::map<uint32_t, std::vector<DueEntry>> by_workspace;
+  size_t n = 0;
+  RAPPORT_RETURN_IF_ERROR(state.Scan(DuePrefix(), "", [&](std::string_view k, std::string_view) {
+    auto entry = DecodeDueKey(k);
+    if (!entry || entry->at > now || n == max_profiles) return false;
+    by_workspace[entry->ws].push_back(*entry);
+    ++n;
+    return true;
+  }));
+  for (const auto& [ws, entries] : by_workspace) {
+    RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, ws).status());
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
+    Run run(*this, state, ws, separations_[ws], *defs, 0);
+    for (const DueEntry& e : entries) {
+      RAPPORT_ASSIGN_OR_RETURN(bool live, run.Touch(e.id));
+      // A profile that is gone, or one whose derived state no longer points here, just loses
+      // the entry; a live one is re-evaluated (which moves or removes the entry).
+      if (!live) state.Delete(DueKey(e.at, ws, e.id));
+    }
+    RAPPORT_RETURN_IF_ERROR(run.Flush());
+  }
+  if (swept_) swept_->Inc(n);
+  return n;
+}
+
+// --- Reads of what is derived.
+
+absl::StatusOr<DerivedState> Engine::ReadDerived(store::StateReader& state, uint32_t ws, uint64_t id) {
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(DerivedKey(ws, id)));
+  if (!bytes) return DerivedState{};
+  auto d = DecodeDerived(*bytes);
+  if (!d) return Corrupt("computed traits", id);
+  return *std::move(d);
+}
+
+absl::StatusOr<MembersPage> Engine::Members(store::StateReader& state, uint32_t ws, std::string_view segment,
+                                            std::string_view cursor, size_t limit) const {
+  if (limit == 0) return absl::InvalidArgumentError("limit must be at least 1");
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
+  if (!defs->FindSegment(segment)) {
+    return base::MakeError(absl::StatusCode::kNotFound, "segment_not_found",
+                           fmt::format("there is no segment '{}'", segment));
+  }
+  MembersPage page;
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> count, state.Get(MemberCountKey(ws, segment)));
+  if (count) page.count = DecodeU64(*count).value_or(0);
+  const std::string prefix = MemberPrefix(ws, segment);
+  std::string after;
+  if (!cursor.empty()) {
+    RAPPORT_ASSIGN_OR_RETURN(std::string suffix, base::DecodeCursor(cursor, 8));
+    after = prefix + suffix;
+  }
+  bool more = false;
+  RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, after, [&](std::string_view k, std::string_view v) {
+    if (k == after) return true;
+    if (page.members.size() == limit) {
+      more = true;
+      return false;
+    }
+    auto id = DecodeMemberKeyId(k);
+    auto at = DecodeU64(v);
+    if (id && at) page.members.emplace_back(*id, static_cast<base::Micros>(*at));
+    return true;
+  }));
+  if (more) page.next_cursor = base::EncodeCursor(EncodeU64(page.members.back().first));
   return page;
 }
 

@@ -10,12 +10,22 @@
 // stored events in event-time order (bounded by EngineOptions; beyond, the event is applied as
 // it comes and rapport_profile_rebuilds_skipped_total counts it).
 //
-// Thread safety: the CommitHook methods run on the store's writer thread only (the store
-// guarantees it); the read methods may be called from any thread.
+// Computed traits and segments (definitions.h) are kept in the same WriteBatch: each event
+// updates the computed traits it matches, and the segments of every profile it changed are
+// evaluated before the commit; entering and leaving a segment is written on the profile's
+// timeline and in the segment's member index. What changes with time alone (windows, now())
+// is found through the due index by Sweep; definition changes are backfilled by jobs.
+//
+// Thread safety: the CommitHook methods, the definition changes, RunJobStep and Sweep run on
+// the store's writer thread only (hook calls by the store's guarantee; the others through
+// Store::RunExclusive); the read methods may be called from any thread.
 #ifndef RAPPORT_PROFILE_ENGINE_H_
 #define RAPPORT_PROFILE_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,8 +33,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "rapport/base/clock.h"
 #include "rapport/base/metrics.h"
+#include "rapport/base/mutex.h"
 #include "rapport/identity/identifier.h"
+#include "rapport/profile/definitions.h"
+#include "rapport/profile/derived.h"
 #include "rapport/profile/record.h"
 #include "rapport/store/store.h"
 
@@ -38,11 +52,38 @@ struct EngineOptions {
   size_t max_rebuild_profiles = 64;
   size_t max_rebuild_events = 100'000;
   base::Registry* metrics = nullptr;  // optional, not owned
+  // Evaluation time of windows and now(); not owned, must outlive the engine.
+  const base::Clock* clock = base::RealClock::Get();
+};
+
+// How a definition change treats an existing definition of the same name.
+enum class PutMode {
+  kCreate,   // FailedPrecondition (409 definition_exists) if it exists
+  kReplace,  // NotFound (404) if it does not
+  kUpsert,   // either; an identical spec changes nothing (no new version, no job)
+};
+
+struct DefinitionChange {
+  StoredDefinition stored;
+  std::optional<Job> job;  // the backfill of this version; none when nothing changed
+  bool created = false;
+};
+
+struct MembersPage {
+  uint64_t count = 0;  // members now
+  std::vector<std::pair<uint64_t, base::Micros>> members;  // profile id, entered at; by id
+  std::string next_cursor;
+};
+
+// One entry of a profile's timeline: an event, or the profile entering or leaving a segment.
+struct TimelineItem {
+  store::StoredEvent event;                 // when `membership` is unset
+  std::optional<MembershipChange> membership;
 };
 
 struct TimelinePage {
-  std::vector<store::StoredEvent> events;  // oldest first (event time, then arrival)
-  std::string next_cursor;                 // "" on the last page
+  std::vector<TimelineItem> items;  // oldest first (event time, then arrival)
+  std::string next_cursor;          // "" on the last page
 };
 
 class Engine final : public store::CommitHook {
@@ -76,6 +117,47 @@ class Engine final : public store::CommitHook {
   absl::StatusOr<std::vector<uint64_t>> Split(store::StateTxn& state, uint32_t ws, uint64_t id,
                                               const wire::RawIdentifier& identifier);
 
+  // --- Definitions (docs/api/definitions.md).
+  // The definitions of `ws` (empty if none): those published by the writer, or read from
+  // `state`. Any thread.
+  absl::StatusOr<std::shared_ptr<const Definitions>> DefinitionsFor(store::StateReader& state,
+                                                                    uint32_t ws) const;
+  static absl::StatusOr<std::vector<StoredDefinition>> ListDefinitions(store::StateReader& state,
+                                                                       uint32_t ws, DefinitionKind kind);
+  // Writer thread (RunExclusive): adds or changes a definition and queues its backfill job.
+  // InvalidArgument for a bad spec (expressions with position and expected), 409/404 per `mode`
+  // and for changes that would break segments using it (definitions.h).
+  absl::StatusOr<DefinitionChange> PutComputedTrait(store::StateTxn& state, uint32_t ws,
+                                                    const wire::ComputedTraitSpec& spec, PutMode mode);
+  absl::StatusOr<DefinitionChange> PutSegment(store::StateTxn& state, uint32_t ws,
+                                              const wire::SegmentSpec& spec, PutMode mode);
+
+  // Writer thread: queues a new backfill of the current version of a definition (after an
+  // operator's repair, say). NotFound if there is no such definition.
+  absl::StatusOr<Job> Backfill(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
+                               const std::string& name);
+
+  // --- Jobs.
+  static absl::StatusOr<Job> ReadJob(store::StateReader& state, uint64_t id);
+  // Jobs queued or running (to resume after a restart), oldest first.
+  static absl::StatusOr<std::vector<uint64_t>> UnfinishedJobs(store::StateReader& state);
+  // Writer thread: recomputes the job's definition on up to `max_profiles` more profiles and
+  // commits the progress with them. Returns the job as it now is (finished() when done).
+  absl::StatusOr<Job> RunJobStep(store::StateTxn& state, uint64_t id, size_t max_profiles);
+
+  // --- Time.
+  // Whether some profile's computed traits or segments changed with time by `now`. Any thread.
+  static absl::StatusOr<bool> AnythingDue(store::StateReader& state, base::Micros now);
+  // Writer thread: re-evaluates up to `max_profiles` profiles that are due; returns how many.
+  absl::StatusOr<size_t> Sweep(store::StateTxn& state, size_t max_profiles);
+
+  // --- Reads of what is derived.
+  static absl::StatusOr<DerivedState> ReadDerived(store::StateReader& state, uint32_t ws, uint64_t id);
+  // The members of a segment by profile id; NotFound if `segment` is not defined.
+  absl::StatusOr<MembersPage> Members(store::StateReader& state, uint32_t ws, std::string_view segment,
+                                      std::string_view cursor, size_t limit) const;
+
+  base::Micros Now() const { return options_.clock->Now(); }
   const identity::MergeRules& rules() const { return options_.rules; }
 
  private:
@@ -83,15 +165,33 @@ class Engine final : public store::CommitHook {
   friend class Run;
 
   absl::StatusOr<const identity::Separations*> SeparationsOf(store::StateTxn& state, uint32_t ws);
+  absl::StatusOr<Job> QueueJob(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
+                               const std::string& name, uint64_t version);
+  static absl::StatusOr<std::shared_ptr<const Definitions>> LoadDefinitions(store::StateReader& state,
+                                                                            uint32_t ws);
+  absl::StatusOr<DefinitionChange> Put(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
+                                       const std::string& name, const std::string& spec_json,
+                                       PutMode mode,
+                                       const std::function<absl::StatusOr<std::shared_ptr<const Definitions>>(
+                                           const Definitions&, uint64_t version)>& apply);
 
   EngineOptions options_;
   // Writer thread only: separations per workspace, loaded on first use.
   absl::flat_hash_map<uint32_t, identity::Separations> separations_;
+  // Writer thread only: computed traits with a backfill under way, per workspace (a merge
+  // recomputes them from the merged timeline, as the halves may not be backfilled yet).
+  absl::flat_hash_map<uint32_t, std::set<std::string>> backfilling_;
+  // Definitions per workspace, as committed (or about to be, by the writer).
+  mutable base::Mutex mu_;
+  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Definitions>> definitions_
+      ABSL_GUARDED_BY(mu_);
   base::Counter* merges_ = nullptr;
   base::Counter* blocked_ = nullptr;
   base::Counter* rebuilds_ = nullptr;
   base::Counter* rebuilds_skipped_ = nullptr;
   base::Counter* unattributed_ = nullptr;
+  base::Counter* segment_changes_ = nullptr;
+  base::Counter* swept_ = nullptr;
 };
 
 }  // namespace rapport::profile

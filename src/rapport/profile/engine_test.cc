@@ -65,7 +65,9 @@ class Harness {
       auto page = Engine::Timeline(*reader, kWs, id, cursor, 2);
       EXPECT_TRUE(page.ok()) << page.status();
       if (!page.ok()) break;
-      for (const auto& e : page->events) {
+      for (const auto& item : page->items) {
+        if (item.membership) continue;
+        const store::StoredEvent& e = item.event;
         auto at = e.payload.find("\"messageId\":\"");
         out.push_back(e.payload.substr(at + 13, e.payload.find('"', at + 13) - at - 13));
       }

@@ -23,7 +23,8 @@ void AppendIdentifier(std::string* out, const identity::Identifier& id) {
 
 }  // namespace
 
-std::string ProfileJson(const ProfileRecord& p, uint64_t requested) {
+std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
+                        const DerivedState& derived, base::Micros now) {
   std::string out = "{\"id\":" + Id(p.id);
   if (requested != p.id) out += ",\"merged_from\":" + Id(requested);
   out += ",\"identifiers\":[";
@@ -38,7 +39,28 @@ std::string ProfileJson(const ProfileRecord& p, uint64_t requested) {
     out += ':';
     out += p.traits[i].json;
   }
-  out += fmt::format("}},\"first_seen\":{},\"last_seen\":{},\"event_count\":{},\"blocked_links\":{}}}",
+  out += "},\"computed\":{";
+  bool first = true;
+  for (const ComputedTraitDef& def : defs.computed()) {
+    auto it = derived.traits.find(def.name());
+    const bool current = it != derived.traits.end() && it->second.version == def.version;
+    if (!first) out += ',';
+    first = false;
+    AppendQuoted(&out, def.name());
+    out += ':';
+    out += ComputedJson(def, current ? it->second.At(def, now) : Aggregate{}, now);
+  }
+  out += "},\"segments\":[";
+  first = true;
+  for (const Membership& m : derived.segments) {
+    if (!defs.FindSegment(m.segment)) continue;
+    if (!first) out += ',';
+    first = false;
+    out += "{\"name\":";
+    AppendQuoted(&out, m.segment);
+    out += ",\"entered_at\":" + Time(m.entered_at) + "}";
+  }
+  out += fmt::format("],\"first_seen\":{},\"last_seen\":{},\"event_count\":{},\"blocked_links\":{}}}",
                      Time(p.first.timestamp), Time(p.last.timestamp), p.event_count, p.blocked_total);
   return out;
 }
@@ -88,9 +110,62 @@ std::string IdentitiesJson(const ProfileRecord& p) {
 
 std::string TimelineJson(uint64_t id, const TimelinePage& page) {
   std::string out = "{\"profile_id\":" + Id(id) + ",\"events\":[";
-  for (size_t i = 0; i < page.events.size(); ++i) {
+  for (size_t i = 0; i < page.items.size(); ++i) {
     if (i) out += ',';
-    out += page.events[i].payload;
+    const TimelineItem& item = page.items[i];
+    if (item.membership) {
+      out += fmt::format("{{\"type\":\"membership\",\"change\":\"{}\",\"segment\":",
+                         item.membership->entered ? "entered" : "exited");
+      AppendQuoted(&out, item.membership->segment);
+      out += ",\"timestamp\":" + Time(item.membership->at) + "}";
+    } else {
+      out += item.event.payload;
+    }
+  }
+  out += "],\"next_cursor\":";
+  if (page.next_cursor.empty()) {
+    out += "null";
+  } else {
+    AppendQuoted(&out, page.next_cursor);
+  }
+  return out + '}';
+}
+
+std::string JobJson(const Job& j) {
+  std::string out = fmt::format("{{\"id\":\"{}\",\"kind\":\"backfill\",\"definition\":{{\"type\":\"{}\",\"name\":",
+                                j.id, j.kind == DefinitionKind::kComputed ? "computed_trait" : "segment");
+  AppendQuoted(&out, j.target);
+  out += fmt::format(",\"version\":{}}},\"state\":\"{}\",\"done\":{},\"total\":{},\"progress\":{},\"profiles\":{}",
+                     j.version, JobStateName(j.state), j.done(), j.total,
+                     j.total ? static_cast<double>(j.done()) / static_cast<double>(j.total) : 1.0, j.profiles);
+  out += ",\"created_at\":" + Time(j.created_at);
+  out += ",\"started_at\":" + (j.started_at ? Time(j.started_at) : std::string("null"));
+  out += ",\"finished_at\":" + (j.finished_at ? Time(j.finished_at) : std::string("null"));
+  out += ",\"error\":";
+  if (j.error.empty()) {
+    out += "null";
+  } else {
+    AppendQuoted(&out, j.error);
+  }
+  return out + '}';
+}
+
+std::string DefinitionJson(const StoredDefinition& d, const std::optional<Job>& job) {
+  std::string out = d.spec_json;
+  out.pop_back();  // the spec's closing brace: the rest are members of the same object
+  out += fmt::format(",\"version\":{},\"created_at\":{},\"updated_at\":{},\"job\":", d.version,
+                     Time(d.created_at), Time(d.updated_at));
+  out += job ? JobJson(*job) : fmt::format("{{\"id\":\"{}\"}}", d.job);
+  return out + '}';
+}
+
+std::string MembersJson(std::string_view segment, const MembersPage& page) {
+  std::string out = "{\"segment\":";
+  AppendQuoted(&out, segment);
+  out += fmt::format(",\"count\":{},\"members\":[", page.count);
+  for (size_t i = 0; i < page.members.size(); ++i) {
+    if (i) out += ',';
+    out += "{\"profile_id\":" + Id(page.members[i].first) + ",\"entered_at\":" + Time(page.members[i].second) + "}";
   }
   out += "],\"next_cursor\":";
   if (page.next_cursor.empty()) {

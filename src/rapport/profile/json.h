@@ -6,16 +6,27 @@
 
 #include <cstdint>
 #include <string>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "rapport/profile/engine.h"
+#include "rapport/profile/definitions.h"
+#include "rapport/profile/derived.h"
 #include "rapport/profile/record.h"
 
 namespace rapport::profile {
 
-// GET /api/v1/profiles/{id}: identifiers, traits, first/last seen. `requested` is the id that
-// was asked for (shown as merged_from when the profile was merged into `p`).
-std::string ProfileJson(const ProfileRecord& p, uint64_t requested);
+// GET /api/v1/profiles/{id}: identifiers, traits, computed traits (their values at `now`),
+// segments, first/last seen. `requested` is the id that was asked for (shown as merged_from
+// when the profile was merged into `p`).
+std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
+                        const DerivedState& derived, base::Micros now);
+
+// A definition as the API shows it: its spec, version, times and backfill job.
+std::string DefinitionJson(const StoredDefinition& d, const std::optional<Job>& job);
+std::string JobJson(const Job& job);
+std::string MembersJson(std::string_view segment, const MembersPage& page);
 
 // GET /api/v1/profiles/{id}/identities: each identifier with why it belongs, the merges that
 // formed the profile and the links that were refused.

@@ -25,7 +25,7 @@
 namespace rapport::trust {
 
 // The scopes a secret key may hold within its workspace.
-inline constexpr std::string_view kScopes[] = {"profiles:read", "profiles:write", "decide",
+inline constexpr std::string_view kScopes[] = {"profiles:read", "profiles:write", "definitions:write", "decide",
                                                "consent", "gdpr"};
 // The operator's scope: manage the server's workspaces (POST /api/v1/workspaces). Only keys
 // created with `operator_key` hold it.

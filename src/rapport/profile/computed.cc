@@ -1,0 +1,533 @@
+#include "rapport/profile/computed.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+
+#include "absl/strings/str_split.h"
+#include "rapport/base/error.h"
+#include "rapport/base/status.h"
+#include "rapport/base/strings.h"
+#include "rapport/wire/json_text.h"
+
+namespace rapport::profile {
+namespace {
+
+constexpr std::pair<std::string_view, ComputedKind> kKinds[] = {
+    {"count", ComputedKind::kCount},       {"sum", ComputedKind::kSum},
+    {"average", ComputedKind::kAverage},   {"min", ComputedKind::kMin},
+    {"max", ComputedKind::kMax},           {"first", ComputedKind::kFirst},
+    {"last", ComputedKind::kLast},         {"distinct", ComputedKind::kDistinct},
+    {"most_frequent", ComputedKind::kMostFrequent}, {"rfm", ComputedKind::kRfm},
+    {"activity", ComputedKind::kActivity}};
+
+constexpr std::string_view kWeekdays[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+constexpr base::Micros kMaxWindow = 3660 * base::kMicrosPerDay;
+
+bool NeedsProperty(ComputedKind k) {
+  return k != ComputedKind::kCount && k != ComputedKind::kRfm && k != ComputedKind::kActivity;
+}
+bool KeepsValues(ComputedKind k) {
+  return k == ComputedKind::kDistinct || k == ComputedKind::kMostFrequent;
+}
+
+std::optional<double> NumberOf(std::string_view json) {
+  if (json.empty() || json.front() == '"') return std::nullopt;
+  double v = 0;
+  auto [end, ec] = std::from_chars(json.data(), json.data() + json.size(), v);
+  if (ec != std::errc() || end != json.data() + json.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::string JsonOf(const wire::JsonScalar& s) {
+  switch (s.kind) {
+    case wire::JsonScalar::Kind::kBool: return s.boolean ? "true" : "false";
+    case wire::JsonScalar::Kind::kNumber: return fmt::format("{}", s.number);
+    case wire::JsonScalar::Kind::kString: return wire::Quote(s.text);
+    case wire::JsonScalar::Kind::kComposite: return s.text;
+    default: return "null";
+  }
+}
+
+std::string Number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "null"; }
+
+// What a `where` predicate reads: the event.
+class EventEnv final : public Env {
+ public:
+  EventEnv(const wire::EventFacts& f, base::Micros at) : f_(f), at_(at) {}
+  Value Field(Root root, const std::vector<std::string>& path) const override {
+    switch (root) {
+      case Root::kEvent: return f_.event.empty() ? Value::Missing() : Value::String(f_.event);
+      case Root::kType: return Value::String(std::string(wire::EventTypeName(f_.type)));
+      case Root::kProperties:
+        for (const auto& [name, json] : f_.properties) {
+          if (name == path[0]) return ValueFromJson(json, std::span(path).subspan(1));
+        }
+        return Value::Missing();
+      default: return Value::Missing();
+    }
+  }
+  bool InSegment(std::string_view) const override { return false; }
+  base::Micros Now() const override { return at_; }
+
+ private:
+  const wire::EventFacts& f_;
+  base::Micros at_;
+};
+
+class EventSchema final : public Schema {
+ public:
+  bool Allows(Root root) const override {
+    return root == Root::kProperties || root == Root::kEvent || root == Root::kType;
+  }
+  std::optional<Type> ComputedType(std::string_view, std::string_view, std::string* why) const override {
+    *why = "a computed trait's 'where' reads the event: properties.NAME, event, type";
+    return std::nullopt;
+  }
+  bool HasSegment(std::string_view, std::string* why) const override {
+    *why = "a computed trait's 'where' reads the event, not segments";
+    return false;
+  }
+};
+
+void PutDouble(base::Writer& w, double v) { w.Varint(std::bit_cast<uint64_t>(v)); }
+bool GetDouble(base::Reader& r, double* v) {
+  uint64_t bits;
+  if (!r.Varint(&bits)) return false;
+  *v = std::bit_cast<double>(bits);
+  return true;
+}
+void PutObservation(base::Writer& w, const Observation& o) {
+  w.Signed(o.key.timestamp);
+  w.Bytes(o.key.message_id);
+  w.Bytes(o.json);
+}
+bool GetObservation(base::Reader& r, Observation* o) {
+  return r.Signed(&o->key.timestamp) && r.Bytes(&o->key.message_id) && r.Bytes(&o->json);
+}
+void PutOptional(base::Writer& w, const std::optional<Observation>& o) {
+  w.U8(o ? 1 : 0);
+  if (o) PutObservation(w, *o);
+}
+bool GetOptional(base::Reader& r, std::optional<Observation>* o) {
+  uint8_t has;
+  if (!r.U8(&has) || has > 1) return false;
+  if (!has) return true;
+  o->emplace();
+  return GetObservation(r, &**o);
+}
+
+}  // namespace
+
+Value ValueFromJson(std::string_view json, std::span<const std::string> path) {
+  const wire::JsonScalar s = wire::ReadJsonPath(json, path);
+  switch (s.kind) {
+    case wire::JsonScalar::Kind::kMissing: return Value::Missing();
+    case wire::JsonScalar::Kind::kNull: return Value::Null();
+    case wire::JsonScalar::Kind::kBool: return Value::Bool(s.boolean);
+    case wire::JsonScalar::Kind::kNumber: return Value::Number(s.number);
+    case wire::JsonScalar::Kind::kString: return Value::String(s.text);
+    case wire::JsonScalar::Kind::kComposite: {
+      Value v;
+      v.kind = Value::Kind::kComposite;
+      v.text = s.text;
+      return v;
+    }
+  }
+  return Value::Missing();
+}
+
+std::optional<Type> ComputedTraitDef::TypeOf(std::string_view part, std::string* why) const {
+  auto no_part = [&](Type t) -> std::optional<Type> {
+    if (part.empty()) return t;
+    *why = fmt::format("computed.{} ({}) has no part '{}'", name(), spec.kind, part);
+    return std::nullopt;
+  };
+  switch (kind) {
+    case ComputedKind::kFirst:
+    case ComputedKind::kLast: return no_part(property_is_timestamp ? Type::kTime : Type::kAny);
+    case ComputedKind::kMostFrequent: return no_part(Type::kAny);
+    case ComputedKind::kRfm:
+      if (part == "recency_days" || part == "frequency" || part == "monetary") return Type::kNumber;
+      *why = fmt::format("computed.{} is an RFM trait: use computed.{}.recency_days, .frequency or .monetary",
+                         name(), name());
+      return std::nullopt;
+    case ComputedKind::kActivity:
+      if (part == "best_hour") return Type::kNumber;
+      if (part == "best_weekday") return Type::kString;
+      *why = fmt::format("computed.{} is an activity trait: use computed.{}.best_hour or .best_weekday",
+                         name(), name());
+      return std::nullopt;
+    default: return no_part(Type::kNumber);
+  }
+}
+
+absl::StatusOr<ComputedTraitDef> CompileComputedTrait(const wire::ComputedTraitSpec& spec,
+                                                      uint64_t version) {
+  ComputedTraitDef def;
+  def.spec = spec;
+  def.version = version;
+  const std::string& name = spec.name;
+  bool name_ok = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z';
+  for (char c : name) name_ok = name_ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (!name_ok) {
+    return base::InvalidField("invalid_name", "name",
+                              fmt::format("'{}' is not a name: a lower-case letter, then up to 63 "
+                                          "lower-case letters, digits or '_'",
+                                          name));
+  }
+  bool kind_ok = false;
+  std::string kinds;
+  for (const auto& [text, kind] : kKinds) {
+    kinds += (kinds.empty() ? "" : ", ") + std::string(text);
+    if (text == spec.kind) {
+      def.kind = kind;
+      kind_ok = true;
+    }
+  }
+  if (!kind_ok) {
+    return base::InvalidField("invalid_kind", "kind",
+                              fmt::format("'{}' is not a kind of computed trait ({})", spec.kind, kinds));
+  }
+  if (spec.property.empty() && NeedsProperty(def.kind)) {
+    return base::InvalidField("missing_field", "property",
+                              fmt::format("a '{}' trait reads a property: name it, e.g. \"total\"", spec.kind));
+  }
+  if (!spec.property.empty() && (def.kind == ComputedKind::kCount || def.kind == ComputedKind::kActivity)) {
+    return base::InvalidField("invalid_field", "property",
+                              fmt::format("a '{}' trait reads no property (filter events with 'where', "
+                                          "e.g. exists(properties.{}))",
+                                          spec.kind, spec.property));
+  }
+  if (!spec.property.empty()) {
+    if (spec.property == "timestamp") {
+      if (def.kind != ComputedKind::kFirst && def.kind != ComputedKind::kLast) {
+        return base::InvalidField("invalid_field", "property",
+                                  "'timestamp' (the event's time) is a property of first and last traits only");
+      }
+      def.property_is_timestamp = true;
+    } else {
+      for (absl::string_view part : absl::StrSplit(base::AsAbsl(spec.property), '.')) {
+        if (part.empty()) {
+          return base::InvalidField("invalid_field", "property",
+                                    fmt::format("'{}' is not a property path (e.g. total or item.price)",
+                                                spec.property));
+        }
+        def.property.emplace_back(part);
+      }
+    }
+  }
+  if (!spec.window.empty()) {
+    RAPPORT_ASSIGN_OR_RETURN(def.window, ParseDuration(spec.window));
+    if (def.window > kMaxWindow) {
+      return base::InvalidField("invalid_duration", "window", "a window is at most 3660d (ten years)");
+    }
+  }
+  if (!spec.where.empty()) {
+    auto where = Expression::Parse(spec.where, EventSchema());
+    if (!where.ok()) return base::WithField(where.status(), "where");
+    def.where = *std::move(where);
+  }
+  if (spec.event.size() > 200) {
+    return base::InvalidField("invalid_field", "event", "an event name has at most 200 bytes");
+  }
+  def.zone = absl::UTCTimeZone();
+  if (!spec.timezone.empty()) {
+    if (def.kind != ComputedKind::kActivity) {
+      return base::InvalidField("invalid_field", "timezone", "only an activity trait has a time zone");
+    }
+    if (!absl::LoadTimeZone(base::AsAbsl(spec.timezone), &def.zone)) {
+      return base::InvalidField("invalid_timezone", "timezone",
+                                fmt::format("'{}' is not a time zone (use an IANA name such as "
+                                            "Europe/Amsterdam)",
+                                            spec.timezone));
+    }
+  }
+  return def;
+}
+
+std::optional<Observation> Observe(const ComputedTraitDef& def, const wire::EventFacts& f,
+                                   const OrderKey& key) {
+  if (!def.spec.event.empty() && f.event != def.spec.event) return std::nullopt;
+  if (def.where && !def.where->Evaluate(EventEnv(f, key.timestamp)).matched) return std::nullopt;
+  Observation o{key, ""};
+  if (def.property_is_timestamp) {
+    o.json = wire::Quote(base::FormatIso8601(key.timestamp));
+  } else if (!def.property.empty()) {
+    for (const auto& [name, json] : f.properties) {
+      if (name != def.property[0]) continue;
+      const wire::JsonScalar s = wire::ReadJsonPath(json, std::span(def.property).subspan(1));
+      if (s.kind != wire::JsonScalar::Kind::kMissing && s.kind != wire::JsonScalar::Kind::kNull) {
+        o.json = def.property.size() == 1 ? json : JsonOf(s);
+      }
+      break;
+    }
+    if (o.json.empty() && NeedsProperty(def.kind)) return std::nullopt;
+  }
+  return o;
+}
+
+void Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
+  ++count;
+  if (auto n = NumberOf(o.json)) {
+    min = numbers ? std::min(min, *n) : *n;
+    max = numbers ? std::max(max, *n) : *n;
+    sum += *n;
+    ++numbers;
+  }
+  if (!first || o.key < first->key) first = o;
+  if (!last || last->key < o.key) last = o;
+  if (KeepsValues(def.kind)) {
+    auto it = values.find(o.json);
+    if (it != values.end()) {
+      ++it->second;
+    } else if (values.size() < kMaxDistinctValues) {
+      values.emplace(o.json, 1);
+    } else {
+      values_overflow = true;
+    }
+  }
+  if (def.kind == ComputedKind::kActivity) {
+    const absl::CivilHour hour = absl::ToCivilHour(absl::FromUnixMicros(o.key.timestamp), def.zone);
+    const int weekday = (static_cast<int>(absl::GetWeekday(absl::CivilDay(hour))) + 7) % 7;  // Monday 0
+    ++hours[weekday * 24 + hour.hour()];
+  }
+}
+
+void Aggregate::Merge(const Aggregate& o) {
+  if (o.numbers) {
+    min = numbers ? std::min(min, o.min) : o.min;
+    max = numbers ? std::max(max, o.max) : o.max;
+  }
+  count += o.count;
+  numbers += o.numbers;
+  sum += o.sum;
+  if (o.first && (!first || o.first->key < first->key)) first = o.first;
+  if (o.last && (!last || last->key < o.last->key)) last = o.last;
+  for (const auto& [v, n] : o.values) {
+    auto it = values.find(v);
+    if (it != values.end()) {
+      it->second += n;
+    } else if (values.size() < kMaxDistinctValues) {
+      values.emplace(v, n);
+    } else {
+      values_overflow = true;
+    }
+  }
+  values_overflow = values_overflow || o.values_overflow;
+  for (size_t i = 0; i < hours.size(); ++i) hours[i] += o.hours[i];
+}
+
+namespace {
+void Prune(const ComputedTraitDef& def, TraitState& s, base::Micros now) {
+  const base::Micros horizon = now - def.window;
+  auto keep = std::find_if(s.entries.begin(), s.entries.end(),
+                           [&](const Observation& o) { return o.key.timestamp > horizon; });
+  s.entries.erase(s.entries.begin(), keep);
+  if (s.entries.size() > kMaxWindowEntries) {
+    const size_t excess = s.entries.size() - kMaxWindowEntries;
+    s.entries.erase(s.entries.begin(), s.entries.begin() + static_cast<std::ptrdiff_t>(excess));
+    s.dropped += excess;
+  }
+}
+}  // namespace
+
+void TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now) {
+  if (def.window == 0) return all_time.Add(def, o);
+  if (o.key.timestamp <= now - def.window) return;
+  entries.insert(std::upper_bound(entries.begin(), entries.end(), o), std::move(o));
+  Prune(def, *this, now);
+}
+
+void TraitState::Merge(const ComputedTraitDef& def, TraitState other, base::Micros now) {
+  if (def.window == 0) return all_time.Merge(other.all_time);
+  const size_t mid = entries.size();
+  entries.insert(entries.end(), std::make_move_iterator(other.entries.begin()),
+                 std::make_move_iterator(other.entries.end()));
+  std::inplace_merge(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(mid), entries.end());
+  dropped += other.dropped;
+  Prune(def, *this, now);
+}
+
+void TraitState::Expire(const ComputedTraitDef& def, base::Micros now) {
+  if (def.window > 0) Prune(def, *this, now);
+}
+
+Aggregate TraitState::At(const ComputedTraitDef& def, base::Micros now) const {
+  if (def.window == 0) return all_time;
+  Aggregate a;
+  for (const Observation& o : entries) {
+    if (o.key.timestamp > now - def.window) a.Add(def, o);
+  }
+  return a;
+}
+
+base::Micros TraitState::NextExpiry(const ComputedTraitDef& def, base::Micros now) const {
+  if (def.window == 0) return Evaluation::kNever;
+  for (const Observation& o : entries) {
+    if (o.key.timestamp > now - def.window) return o.key.timestamp + def.window;
+  }
+  return Evaluation::kNever;
+}
+
+namespace {
+const std::string* MostFrequent(const Aggregate& a) {
+  const std::string* best = nullptr;
+  uint64_t best_count = 0;
+  for (const auto& [v, n] : a.values) {  // ordered: ties go to the smallest value
+    if (n > best_count) {
+      best = &v;
+      best_count = n;
+    }
+  }
+  return best;
+}
+
+std::optional<int> BestSlot(const Aggregate& a) {
+  std::optional<int> best;
+  for (int i = 0; i < static_cast<int>(a.hours.size()); ++i) {
+    if (a.hours[i] && (!best || a.hours[i] > a.hours[*best])) best = i;
+  }
+  return best;
+}
+
+std::optional<int64_t> RecencyDays(const Aggregate& a, base::Micros now) {
+  if (!a.last) return std::nullopt;
+  return std::max<int64_t>(0, (now - a.last->key.timestamp) / base::kMicrosPerDay);
+}
+}  // namespace
+
+std::string ComputedJson(const ComputedTraitDef& def, const Aggregate& a, base::Micros now) {
+  switch (def.kind) {
+    case ComputedKind::kCount: return fmt::format("{}", a.count);
+    case ComputedKind::kSum: return Number(a.sum);
+    case ComputedKind::kAverage: return a.numbers ? Number(a.sum / static_cast<double>(a.numbers)) : "null";
+    case ComputedKind::kMin: return a.numbers ? Number(a.min) : "null";
+    case ComputedKind::kMax: return a.numbers ? Number(a.max) : "null";
+    case ComputedKind::kFirst: return a.first ? a.first->json : "null";
+    case ComputedKind::kLast: return a.last ? a.last->json : "null";
+    case ComputedKind::kDistinct: return fmt::format("{}", a.values.size());
+    case ComputedKind::kMostFrequent: {
+      const std::string* v = MostFrequent(a);
+      return v ? *v : "null";
+    }
+    case ComputedKind::kRfm: {
+      auto days = RecencyDays(a, now);
+      return fmt::format("{{\"recency_days\":{},\"frequency\":{},\"monetary\":{}}}",
+                         days ? fmt::format("{}", *days) : "null", a.count, Number(a.sum));
+    }
+    case ComputedKind::kActivity: {
+      std::string out = "{\"counts\":[";
+      for (int d = 0; d < 7; ++d) {
+        out += d ? ",[" : "[";
+        for (int h = 0; h < 24; ++h) out += fmt::format("{}{}", h ? "," : "", a.hours[d * 24 + h]);
+        out += ']';
+      }
+      auto best = BestSlot(a);
+      out += best ? fmt::format("],\"best_weekday\":\"{}\",\"best_hour\":{}}}", kWeekdays[*best / 24], *best % 24)
+                  : "],\"best_weekday\":null,\"best_hour\":null}";
+      return out;
+    }
+  }
+  return "null";
+}
+
+Value ComputedValue(const ComputedTraitDef& def, const Aggregate& a, std::string_view part,
+                    base::Micros now) {
+  switch (def.kind) {
+    case ComputedKind::kCount: return Value::Number(static_cast<double>(a.count));
+    case ComputedKind::kSum: return Value::Number(a.sum);
+    case ComputedKind::kAverage:
+      return a.numbers ? Value::Number(a.sum / static_cast<double>(a.numbers)) : Value::Null();
+    case ComputedKind::kMin: return a.numbers ? Value::Number(a.min) : Value::Null();
+    case ComputedKind::kMax: return a.numbers ? Value::Number(a.max) : Value::Null();
+    case ComputedKind::kFirst:
+    case ComputedKind::kLast: {
+      const auto& o = def.kind == ComputedKind::kFirst ? a.first : a.last;
+      if (!o) return Value::Null();
+      if (def.property_is_timestamp) return Value::Time(o->key.timestamp);
+      return ValueFromJson(o->json, {});
+    }
+    case ComputedKind::kDistinct: return Value::Number(static_cast<double>(a.values.size()));
+    case ComputedKind::kMostFrequent: {
+      const std::string* v = MostFrequent(a);
+      return v ? ValueFromJson(*v, {}) : Value::Null();
+    }
+    case ComputedKind::kRfm:
+      if (part == "frequency") return Value::Number(static_cast<double>(a.count));
+      if (part == "monetary") return Value::Number(a.sum);
+      if (auto days = RecencyDays(a, now)) return Value::Number(static_cast<double>(*days));
+      return Value::Null();
+    case ComputedKind::kActivity: {
+      auto best = BestSlot(a);
+      if (!best) return Value::Null();
+      if (part == "best_hour") return Value::Number(*best % 24);
+      return Value::String(std::string(kWeekdays[*best / 24]));
+    }
+  }
+  return Value::Missing();
+}
+
+void EncodeTraitState(base::Writer& w, const TraitState& s) {
+  w.Varint(s.version);
+  const Aggregate& a = s.all_time;
+  w.Varint(a.count);
+  w.Varint(a.numbers);
+  PutDouble(w, a.sum);
+  PutDouble(w, a.min);
+  PutDouble(w, a.max);
+  PutOptional(w, a.first);
+  PutOptional(w, a.last);
+  w.Varint(a.values.size());
+  for (const auto& [v, n] : a.values) {
+    w.Bytes(v);
+    w.Varint(n);
+  }
+  w.U8(a.values_overflow ? 1 : 0);
+  size_t used = 0;
+  for (uint32_t h : a.hours) used += h ? 1 : 0;
+  w.Varint(used);
+  for (size_t i = 0; i < a.hours.size(); ++i) {
+    if (!a.hours[i]) continue;
+    w.Varint(i);
+    w.Varint(a.hours[i]);
+  }
+  w.Varint(s.entries.size());
+  for (const Observation& o : s.entries) PutObservation(w, o);
+  w.Varint(s.dropped);
+}
+
+bool DecodeTraitState(base::Reader& r, TraitState* s) {
+  Aggregate& a = s->all_time;
+  uint64_t n = 0;
+  if (!r.Varint(&s->version) || !r.Varint(&a.count) || !r.Varint(&a.numbers) || !GetDouble(r, &a.sum) ||
+      !GetDouble(r, &a.min) || !GetDouble(r, &a.max) || !GetOptional(r, &a.first) ||
+      !GetOptional(r, &a.last) || !r.Varint(&n) || n > kMaxDistinctValues) {
+    return false;
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string v;
+    uint64_t count;
+    if (!r.Bytes(&v) || !r.Varint(&count)) return false;
+    a.values.emplace(std::move(v), count);
+  }
+  uint8_t overflow;
+  if (!r.U8(&overflow) || !r.Varint(&n) || n > a.hours.size()) return false;
+  a.values_overflow = overflow != 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t slot, count;
+    if (!r.Varint(&slot) || !r.Varint(&count) || slot >= a.hours.size()) return false;
+    a.hours[slot] = static_cast<uint32_t>(count);
+  }
+  if (!r.Varint(&n) || n > kMaxWindowEntries) return false;
+  s->entries.resize(n);
+  for (Observation& o : s->entries) {
+    if (!GetObservation(r, &o)) return false;
+  }
+  return r.Varint(&s->dropped);
+}
+
+}  // namespace rapport::profile

@@ -1,0 +1,83 @@
+// A workspace's computed-trait and segment definitions, compiled and checked together: every
+// computed.NAME and segment("NAME") a segment names exists and has the type it is used with,
+// segments do not depend on themselves, and segments are ordered so that those another depends
+// on are evaluated first. Changing a definition gives a new Definitions (copy on write): the
+// engine publishes it for readers when the change commits.
+//
+// Thread safety: immutable once built; shared between threads through shared_ptr<const>.
+#ifndef RAPPORT_PROFILE_DEFINITIONS_H_
+#define RAPPORT_PROFILE_DEFINITIONS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rapport/base/time.h"
+#include "rapport/profile/computed.h"
+#include "rapport/profile/derived.h"
+#include "rapport/profile/expression.h"
+#include "rapport/wire/definition_json.h"
+
+namespace rapport::profile {
+
+// Per workspace.
+inline constexpr size_t kMaxComputedTraits = 100;
+inline constexpr size_t kMaxSegments = 200;
+
+// How a definition is kept in the store (docs/formats/store.md).
+struct StoredDefinition {
+  uint64_t version = 0;  // 1 on creation, +1 on every change
+  base::Micros created_at = 0;
+  base::Micros updated_at = 0;
+  uint64_t job = 0;      // the backfill job of this version
+  std::string spec_json;  // wire::ComputedTraitSpecJson / SegmentSpecJson
+};
+std::string EncodeStoredDefinition(const StoredDefinition& d);
+std::optional<StoredDefinition> DecodeStoredDefinition(std::string_view bytes);
+
+struct SegmentDef {
+  wire::SegmentSpec spec;
+  uint64_t version = 0;
+  std::shared_ptr<const Expression> expression;
+  const std::string& name() const { return spec.name; }
+};
+
+class Definitions {
+ public:
+  Definitions() = default;
+
+  // From the stored definitions. DataLoss if one no longer compiles.
+  static absl::StatusOr<std::shared_ptr<const Definitions>> FromStored(
+      const std::vector<StoredDefinition>& computed, const std::vector<StoredDefinition>& segments);
+
+  // These definitions with `spec` added or replacing the one of its name, at `version`.
+  // InvalidArgument for a bad spec; FailedPrecondition (409) when a segment that uses the
+  // trait would no longer type-check, or a limit is reached.
+  absl::StatusOr<std::shared_ptr<const Definitions>> WithComputed(const wire::ComputedTraitSpec& spec,
+                                                                  uint64_t version) const;
+  // InvalidArgument for a bad spec or expression (with position); FailedPrecondition when it
+  // would make segments depend on themselves, or a limit is reached.
+  absl::StatusOr<std::shared_ptr<const Definitions>> WithSegment(const wire::SegmentSpec& spec,
+                                                                 uint64_t version) const;
+
+  const std::vector<ComputedTraitDef>& computed() const { return computed_; }  // by name
+  const std::vector<SegmentDef>& segments() const { return segments_; }  // dependencies first
+  const ComputedTraitDef* FindComputed(std::string_view name) const;
+  const SegmentDef* FindSegment(std::string_view name) const;
+  bool empty() const { return computed_.empty() && segments_.empty(); }
+
+ private:
+  // Compiles `segment_specs` against computed_ and orders them into segments_.
+  absl::Status SetSegments(std::vector<std::pair<wire::SegmentSpec, uint64_t>> segment_specs);
+
+  std::vector<ComputedTraitDef> computed_;
+  std::vector<SegmentDef> segments_;
+};
+
+}  // namespace rapport::profile
+
+#endif  // RAPPORT_PROFILE_DEFINITIONS_H_
