@@ -2,13 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <charconv>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/profile/json.h"
+#include "rapport/wire/definition_json.h"
 #include "rapport/wire/json_text.h"
 #include "rapport/wire/segment.h"
 
@@ -258,8 +262,23 @@ void AnswerProfile(const Services& s, const Request& req, Responder&& respond,
   }());
 }
 
+// The whole profile: what it is, and what is derived from it now.
+absl::StatusOr<Response> FullProfile(const Services& s, store::StateReader& reader, uint32_t ws,
+                                     const profile::ProfileRecord& p, uint64_t requested) {
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const profile::Definitions> defs,
+                           s.profiles->DefinitionsFor(reader, ws));
+  RAPPORT_ASSIGN_OR_RETURN(profile::DerivedState derived, profile::Engine::ReadDerived(reader, ws, p.id));
+  return Json(200, profile::ProfileJson(p, requested, *defs, derived, s.profiles->Now()));
+}
+
 void GetProfile(const Services& s, Request&& req, Responder&& respond) {
-  AnswerProfile(s, req, std::move(respond), profile::ProfileJson);
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    return FullProfile(s, *reader, key.workspace, p, id);
+  }());
 }
 
 void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
@@ -268,7 +287,7 @@ void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
     RAPPORT_ASSIGN_OR_RETURN(wire::RawIdentifier id, QueryIdentifier(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, s.profiles->Lookup(*reader, key.workspace, id));
-    return Json(200, profile::ProfileJson(p, p.id));
+    return FullProfile(s, *reader, key.workspace, p, p.id);
   }());
 }
 
@@ -319,6 +338,195 @@ void SplitProfile(const Services& s, Request&& req, Responder&& respond) {
       });
 }
 
+// --- Definitions, jobs, segment members (docs/api/definitions.md).
+
+struct DefinitionRoute {
+  profile::DefinitionKind kind;
+  std::string_view list_member;  // "computed_traits" / "segments"
+};
+constexpr DefinitionRoute kComputedRoute{profile::DefinitionKind::kComputed, "computed_traits"};
+constexpr DefinitionRoute kSegmentRoute{profile::DefinitionKind::kSegment, "segments"};
+
+absl::StatusOr<std::optional<profile::Job>> JobOf(store::StateReader& reader, uint64_t id) {
+  if (!id) return std::nullopt;
+  auto job = profile::Engine::ReadJob(reader, id);
+  if (absl::IsNotFound(job.status())) return std::nullopt;
+  if (!job.ok()) return job.status();
+  return *std::move(job);
+}
+
+void ListDefinitions(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(std::vector<profile::StoredDefinition> list,
+                             profile::Engine::ListDefinitions(*reader, key.workspace, route.kind));
+    std::string body = fmt::format("{{\"{}\":[", route.list_member);
+    for (size_t i = 0; i < list.size(); ++i) {
+      RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::Job> job, JobOf(*reader, list[i].job));
+      if (i) body += ',';
+      body += profile::DefinitionJson(list[i], job);
+    }
+    return Json(200, body + "]}");
+  }());
+}
+
+void GetDefinition(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    const std::string name(req.Param("name"));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(std::vector<profile::StoredDefinition> list,
+                             profile::Engine::ListDefinitions(*reader, key.workspace, route.kind));
+    for (const profile::StoredDefinition& d : list) {
+      auto spec_name = wire::ReadStringMember(d.spec_json, "name");
+      if (spec_name.ok() && *spec_name == name) {
+        RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::Job> job, JobOf(*reader, d.job));
+        return Json(200, profile::DefinitionJson(d, job));
+      }
+    }
+    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
+                           fmt::format("there is no {} '{}'",
+                                       route.kind == profile::DefinitionKind::kComputed ? "computed trait" : "segment",
+                                       name));
+  }());
+}
+
+// POST (create) and PUT (replace) of a definition: validated and stored on the writer, its
+// backfill job queued in the same batch.
+void PutDefinition(const Services& s, const DefinitionRoute& route, profile::PutMode mode, Request&& req,
+                   Responder&& respond) {
+  auto key = RequireScope(s, req, "definitions:write");
+  if (!key.ok()) return Answer(std::move(respond), key.status());
+  const uint32_t ws = key->workspace;
+  using Change = absl::StatusOr<profile::DefinitionChange>;
+  std::function<Change(store::StateTxn&)> put;
+  std::string name;
+  if (route.kind == profile::DefinitionKind::kComputed) {
+    auto spec = wire::ParseComputedTraitSpec(req.body);
+    if (!spec.ok()) return Answer(std::move(respond), spec.status());
+    name = spec->name;
+    put = [s, ws, spec = *spec, mode](store::StateTxn& txn) { return s.profiles->PutComputedTrait(txn, ws, spec, mode); };
+  } else {
+    auto spec = wire::ParseSegmentSpec(req.body);
+    if (!spec.ok()) return Answer(std::move(respond), spec.status());
+    name = spec->name;
+    put = [s, ws, spec = *spec, mode](store::StateTxn& txn) { return s.profiles->PutSegment(txn, ws, spec, mode); };
+  }
+  if (mode == profile::PutMode::kReplace && name != req.Param("name")) {
+    return Answer(std::move(respond),
+                  base::InvalidField("name_mismatch", "name",
+                                     fmt::format("the body names '{}' but the path '{}'", name, req.Param("name"))));
+  }
+  auto change = std::make_shared<profile::DefinitionChange>();
+  s.store->RunExclusive(
+      [put = std::move(put), change](store::StateTxn& txn) -> absl::Status {
+        RAPPORT_ASSIGN_OR_RETURN(*change, put(txn));
+        return absl::OkStatus();
+      },
+      [s, change, respond = std::move(respond)](absl::Status status) mutable {
+        if (!status.ok()) return Answer(std::move(respond), status);
+        if (change->job && !change->job->finished() && s.job_queued) s.job_queued();
+        std::move(respond).Later([change] {
+          return Json(change->created ? 201 : 200, profile::DefinitionJson(change->stored, change->job));
+        });
+      });
+}
+
+void BackfillDefinition(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
+  auto key = RequireScope(s, req, "definitions:write");
+  if (!key.ok()) return Answer(std::move(respond), key.status());
+  auto job = std::make_shared<profile::Job>();
+  s.store->RunExclusive(
+      [s, ws = key->workspace, kind = route.kind, name = std::string(req.Param("name")), job](store::StateTxn& txn) -> absl::Status {
+        RAPPORT_ASSIGN_OR_RETURN(*job, s.profiles->Backfill(txn, ws, kind, name));
+        return absl::OkStatus();
+      },
+      [s, job, respond = std::move(respond)](absl::Status status) mutable {
+        if (!status.ok()) return Answer(std::move(respond), status);
+        if (!job->finished() && s.job_queued) s.job_queued();
+        std::move(respond).Later([job] { return Json(202, profile::JobJson(*job)); });
+      });
+}
+
+void GetJob(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    const std::string_view text = req.Param("id");
+    uint64_t id = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    auto not_found = base::MakeError(absl::StatusCode::kNotFound, "job_not_found",
+                                     fmt::format("there is no job '{}'", text));
+    if (ec != std::errc() || end != text.data() + text.size() || id == 0) return not_found;
+    auto reader = s.store->NewStateReader();
+    auto job = profile::Engine::ReadJob(*reader, id);
+    if (absl::IsNotFound(job.status()) || (job.ok() && job->ws != key.workspace)) return not_found;
+    if (!job.ok()) return job.status();
+    return Json(200, profile::JobJson(*job));
+  }());
+}
+
+void SegmentMembers(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    RAPPORT_ASSIGN_OR_RETURN(size_t limit, Limit(req, 100, 1000));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::MembersPage page,
+                             s.profiles->Members(*reader, key.workspace, req.Param("name"),
+                                                 req.Query("cursor").value_or(""), limit));
+    return Json(200, profile::MembersJson(req.Param("name"), page));
+  }());
+}
+
+void WhoAmI(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    auto token = trust::BearerToken(req.authorization);
+    if (!token) return Unauthenticated("missing_secret_key", "send a secret key as 'Authorization: Bearer <key>'");
+    auto info = s.workspaces->Authenticate(*token);
+    if (!info || info->kind != trust::KeyKind::kSecret) {
+      return Unauthenticated("invalid_secret_key", "the key is not a secret key known to this server");
+    }
+    auto ws = s.workspaces->Find(info->workspace);
+    std::string body = "{\"workspace\":" + wire::Quote(ws ? ws->name : "") +
+                       fmt::format(",\"workspace_id\":{},\"kind\":\"secret\",\"scopes\":[", info->workspace);
+    for (size_t i = 0; i < info->scopes.size(); ++i) body += (i ? "," : "") + wire::Quote(info->scopes[i]);
+    return Json(200, body + "]}");
+  }());
+}
+
+// --- The console's assets: GET /console and /console/{file} from Services::console_dir.
+
+void ConsoleFile(const Services& s, Request&& req, Responder&& respond) {
+  std::string file(req.Param("file"));
+  if (file.empty()) file = "index.html";
+  bool ok = file.size() <= 64 && file[0] != '.';
+  for (char c : file) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_');
+  static constexpr std::pair<std::string_view, std::string_view> kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"}, {".png", "image/png"}};
+  std::string_view type;
+  for (const auto& [ext, t] : kTypes) {
+    if (std::string_view(file).ends_with(ext)) type = t;
+  }
+  std::string body;
+  if (ok && !type.empty()) {
+    std::ifstream in(s.console_dir + "/" + file, std::ios::binary);
+    if (in) body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    ok = static_cast<bool>(in) || in.eof();
+    ok = ok && !body.empty();
+  }
+  if (!ok || type.empty()) {
+    return Answer(std::move(respond), base::MakeError(absl::StatusCode::kNotFound, "not_found",
+                                                      fmt::format("the console has no file '{}'", file)));
+  }
+  Response r;
+  r.content_type = std::string(type);
+  r.body = std::move(body);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  std::move(respond)(std::move(r));
+}
+
 void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
   auto run = [&]() -> absl::StatusOr<Response> {
     RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
@@ -362,6 +570,30 @@ std::vector<http::Route> Routes(const Services& s) {
   routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/identities", "profile_identities", GetIdentities));
   routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", GetTimeline));
   routes.push_back(route(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", SplitProfile));
+  auto def_route = [&s](Method method, std::string path, std::string name, const DefinitionRoute& r,
+                        void (*fn)(const Services&, const DefinitionRoute&, Request&&, Responder&&)) {
+    return http::Route{method, std::move(path), std::move(name),
+                       [s, &r, fn](Request&& req, Responder&& respond) { fn(s, r, std::move(req), std::move(respond)); }};
+  };
+  for (const DefinitionRoute* r : {&kComputedRoute, &kSegmentRoute}) {
+    const bool computed = r->kind == profile::DefinitionKind::kComputed;
+    const std::string base = computed ? "/api/v1/computed-traits" : "/api/v1/segments";
+    const std::string label = computed ? "computed_trait" : "segment";
+    routes.push_back(def_route(Method::kGet, base, label + "s", *r, ListDefinitions));
+    routes.push_back(def_route(Method::kGet, base + "/{name}", label, *r, GetDefinition));
+    routes.push_back({Method::kPost, base, label + "_create", [s, r](Request&& req, Responder&& respond) {
+                        PutDefinition(s, *r, profile::PutMode::kCreate, std::move(req), std::move(respond));
+                      }});
+    routes.push_back({Method::kPut, base + "/{name}", label + "_replace", [s, r](Request&& req, Responder&& respond) {
+                        PutDefinition(s, *r, profile::PutMode::kReplace, std::move(req), std::move(respond));
+                      }});
+    routes.push_back(def_route(Method::kPost, base + "/{name}/backfill", label + "_backfill", *r, BackfillDefinition));
+  }
+  routes.push_back(route(Method::kGet, "/api/v1/segments/{name}/members", "segment_members", SegmentMembers));
+  routes.push_back(route(Method::kGet, "/api/v1/jobs/{id}", "job", GetJob));
+  routes.push_back(route(Method::kGet, "/api/v1/whoami", "whoami", WhoAmI));
+  routes.push_back(route(Method::kGet, "/console", "console", ConsoleFile));
+  routes.push_back(route(Method::kGet, "/console/{file}", "console_file", ConsoleFile));
   routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",
                     [s](Request&& r, Responder&& respond) {
                       CreateWorkspace(s, std::move(r), std::move(respond));

@@ -3,6 +3,8 @@
 #define RAPPORT_APP_API_H_
 
 #include <atomic>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "rapport/base/metrics.h"
@@ -21,6 +23,8 @@ struct Services {
   profile::Engine* profiles;
   base::Registry* metrics;
   const std::atomic<bool>* draining;  // true once shutdown began: /readyz answers 503
+  std::function<void()> job_queued;   // wakes the background job runner; may be empty
+  std::string console_dir;            // the console's assets (console/ of the source tree)
 };
 
 // The route table. The services must outlive the server that serves these routes.

@@ -3,6 +3,8 @@
 //   workspace create  create a workspace and print its keys (store not in use by a server)
 //   export            write stored events as JSON lines, in arrival order (server may run)
 //   import            store JSON lines from export, idempotently (store not in use by a server)
+//   backfill          apply a definitions file and run backfill jobs with a progress bar
+//                     (store not in use by a server)
 #include <pthread.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -15,6 +17,8 @@
 #include <map>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <future>
 #include <iostream>
 #include <thread>
@@ -23,10 +27,12 @@
 #include <spdlog/spdlog.h>
 
 #include "rapport/app/api.h"
+#include "rapport/app/background.h"
 #include "rapport/base/check.h"
 #include "rapport/base/clock.h"
 #include "rapport/base/crypto.h"
 #include "rapport/base/error.h"
+#include "rapport/base/status.h"
 #include "rapport/base/strings.h"
 #include "rapport/profile/engine.h"
 #include "rapport/wire/json_text.h"
@@ -54,7 +60,58 @@ absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data,
   return store::Store::Open(options);
 }
 
+// Applies a definitions file (wire::ParseDefinitionsFile): each definition is created, or
+// changed if it differs (queuing its backfill), or left alone if identical. Returns the jobs
+// queued.
+absl::StatusOr<std::vector<uint64_t>> ApplyDefinitions(store::Store& store, trust::Workspaces& workspaces,
+                                                       profile::Engine& engine, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(fmt::format("cannot read the definitions file {}", path));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto parsed = wire::ParseDefinitionsFile(text);
+  if (!parsed.ok()) {
+    const base::ErrorDetails d = base::GetErrorDetails(parsed.status());
+    return absl::InvalidArgumentError(fmt::format("{}: {}{}", path, base::AsStd(parsed.status().message()),
+                                                  d.field.empty() ? "" : " (at " + d.field + ")"));
+  }
+  std::vector<uint64_t> jobs;
+  for (const wire::WorkspaceDefinitions& defs : *parsed) {
+    auto ws = workspaces.FindByName(defs.workspace);
+    if (!ws) return absl::NotFoundError(fmt::format("{}: no workspace named '{}'", path, defs.workspace));
+    auto apply = [&](const std::string& what, const std::string& name,
+                     std::function<absl::StatusOr<profile::DefinitionChange>(store::StateTxn&)> put) -> absl::Status {
+      auto change = std::make_shared<profile::DefinitionChange>();
+      absl::Status st = store.RunExclusiveAndWait([&](store::StateTxn& txn) -> absl::Status {
+        RAPPORT_ASSIGN_OR_RETURN(*change, put(txn));
+        return absl::OkStatus();
+      });
+      if (!st.ok()) {
+        const base::ErrorDetails d = base::GetErrorDetails(st);
+        return absl::InvalidArgumentError(fmt::format("{}: {} '{}' in workspace '{}': {}{}", path, what, name,
+                                                      defs.workspace, base::AsStd(st.message()),
+                                                      d.position ? fmt::format(" (expected {})", d.expected) : ""));
+      }
+      if (change->job) jobs.push_back(change->job->id);
+      return absl::OkStatus();
+    };
+    for (const wire::ComputedTraitSpec& spec : defs.computed_traits) {
+      RAPPORT_RETURN_IF_ERROR(apply("computed trait", spec.name, [&](store::StateTxn& txn) {
+        return engine.PutComputedTrait(txn, ws->id, spec, profile::PutMode::kUpsert);
+      }));
+    }
+    for (const wire::SegmentSpec& spec : defs.segments) {
+      RAPPORT_RETURN_IF_ERROR(apply("segment", spec.name, [&](store::StateTxn& txn) {
+        return engine.PutSegment(txn, ws->id, spec, profile::PutMode::kUpsert);
+      }));
+    }
+  }
+  return jobs;
+}
+
 struct ServeFlags {
+  std::string definitions;
+  std::string console = RAPPORT_CONSOLE_DIR;
+  int sweep_ms = 1000;
   std::string listen = "127.0.0.1:8080";
   std::string data = "./var";
   std::string sync = "always";
@@ -123,6 +180,13 @@ int Serve(const ServeFlags& flags) {
                    std::string(st.message()).c_str());
     }
   }
+  if (!flags.definitions.empty()) {
+    auto jobs = ApplyDefinitions(**store, **workspaces, profiles, flags.definitions);
+    if (!jobs.ok()) return Fail(jobs.status());
+    std::printf("applied %s (%zu backfill jobs queued)\n", flags.definitions.c_str(), jobs->size());
+  }
+  Background background(store->get(), &profiles,
+                        {.interval = std::chrono::milliseconds(flags.sweep_ms)});
   collect::Ingestor ingestor(store->get(), base::RealClock::Get(), &metrics);
   std::atomic<bool> draining{false};
   metrics.AddCollector([](std::string* out) {
@@ -139,7 +203,8 @@ int Serve(const ServeFlags& flags) {
   options.metrics = &metrics;
   options.error_shape = ErrorShapeFor;
   auto server = http::Server::Start(
-      options, Routes({store->get(), workspaces->get(), &ingestor, &profiles, &metrics, &draining}));
+      options, Routes({store->get(), workspaces->get(), &ingestor, &profiles, &metrics, &draining,
+                       [&background] { background.Wake(); }, flags.console}));
   if (!server.ok()) return Fail(server.status());
   std::printf("rapport listening on http://%s (data %s, --sync=%s)\n",
               (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str());
@@ -154,6 +219,7 @@ int Serve(const ServeFlags& flags) {
   // Order matters: requests in flight wait for the store, so the server drains first, then
   // the store finishes its queue and closes, and only then may the server's threads go.
   (*server)->Shutdown(std::chrono::seconds(10));
+  background.Stop();  // a job stops between chunks; its committed progress resumes next start
   (*store)->Close();
   server->reset();
   std::printf("rapport: stopped cleanly\n");
@@ -282,6 +348,62 @@ int Import(const std::string& data, const std::string& file, const std::string& 
   return counts[2] ? 2 : 0;
 }
 
+// `rapport backfill`: applies a definitions file (if given), queues backfills of the named
+// definitions, and runs every unfinished job to its end with a progress bar on stderr.
+int Backfill(const std::string& data, const std::string& definitions, const std::string& workspace,
+             const std::vector<std::string>& computed, const std::vector<std::string>& segments) {
+  base::Registry metrics;
+  profile::Engine profiles({.metrics = &metrics});
+  auto store = OpenStore(data, /*read_only=*/false, {}, nullptr, 7, &profiles);
+  if (!store.ok()) return Fail(store.status());
+  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  if (!workspaces.ok()) return Fail(workspaces.status());
+  if (!definitions.empty()) {
+    auto jobs = ApplyDefinitions(**store, **workspaces, profiles, definitions);
+    if (!jobs.ok()) return Fail(jobs.status());
+    std::fprintf(stderr, "applied %s: %zu definitions changed\n", definitions.c_str(), jobs->size());
+  }
+  if (!computed.empty() || !segments.empty()) {
+    auto ws = (*workspaces)->FindByName(workspace);
+    if (!ws) return Fail(absl::NotFoundError(fmt::format("no workspace named '{}' (pass --workspace)", workspace)));
+    auto queue = [&](profile::DefinitionKind kind, const std::string& name) -> absl::Status {
+      return (*store)->RunExclusiveAndWait([&](store::StateTxn& txn) {
+        return profiles.Backfill(txn, ws->id, kind, name).status();
+      });
+    };
+    for (const std::string& name : computed) {
+      if (auto st = queue(profile::DefinitionKind::kComputed, name); !st.ok()) return Fail(st);
+    }
+    for (const std::string& name : segments) {
+      if (auto st = queue(profile::DefinitionKind::kSegment, name); !st.ok()) return Fail(st);
+    }
+  }
+  auto reader = (*store)->NewStateReader();
+  auto jobs = profile::Engine::UnfinishedJobs(*reader);
+  reader.reset();
+  if (!jobs.ok()) return Fail(jobs.status());
+  if (jobs->empty()) std::fprintf(stderr, "no backfill to run\n");
+  const bool tty = isatty(STDERR_FILENO);
+  for (uint64_t id : *jobs) {
+    const auto start = std::chrono::steady_clock::now();
+    auto job = RunJobToEnd(**store, profiles, id, 256, [&](const profile::Job& j) {
+      const double fraction = j.total ? static_cast<double>(j.done()) / static_cast<double>(j.total) : 1.0;
+      const int filled = static_cast<int>(fraction * 30);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "%sjob %lu %s %-24s [%s%s] %5.1f%%  %lu/%lu profile ids  %.1fs%s",
+                   tty ? "\r" : "", j.id, j.kind == profile::DefinitionKind::kComputed ? "computed" : "segment",
+                   j.target.c_str(), std::string(filled, '#').c_str(), std::string(30 - filled, '.').c_str(),
+                   fraction * 100, j.done(), j.total, seconds, tty ? "" : "\n");
+    });
+    if (tty) std::fprintf(stderr, "\n");
+    if (!job.ok()) return Fail(job.status());
+    std::fprintf(stderr, "job %lu %s: %lu profiles recomputed\n", job->id,
+                 std::string(profile::JobStateName(job->state)).c_str(), job->profiles);
+  }
+  (*store)->Close();
+  return 0;
+}
+
 }  // namespace
 }  // namespace rapport::app
 
@@ -332,10 +454,30 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--workspace", workspace,
                          "Workspace for every line (required for bare event lines)");
 
+  std::string definitions;
+  std::vector<std::string> computed, segments;
+  auto* backfill_cmd = cli.add_subcommand(
+      "backfill", "Apply a definitions file and run backfill jobs, with progress (server stopped)");
+  backfill_cmd->add_option("--data", data, "Store directory")->capture_default_str();
+  backfill_cmd->add_option("--definitions", definitions, "Definitions file to apply first");
+  backfill_cmd->add_option("--workspace", workspace, "Workspace of --computed-trait / --segment");
+  backfill_cmd->add_option("--computed-trait", computed, "Recompute this computed trait (repeatable)");
+  backfill_cmd->add_option("--segment", segments, "Re-evaluate this segment (repeatable)");
+
+  serve_cmd->add_option("--definitions", serve.definitions,
+                        "Definitions file (computed traits, segments) applied at start");
+  serve_cmd->add_option("--console", serve.console, "Directory of the web console's assets")
+      ->capture_default_str();
+  serve_cmd->add_option("--sweep-ms", serve.sweep_ms,
+                        "How often windows and now()-conditions are swept, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 3'600'000));
+
   CLI11_PARSE(cli, argc, argv);
   if (serve_cmd->parsed()) return Serve(serve);
   if (create_cmd->parsed()) return CreateWorkspace(data, name, as_json, operator_key);
   if (export_cmd->parsed()) return Export(data, since, workspace);
   if (import_cmd->parsed()) return Import(data, file, workspace);
+  if (backfill_cmd->parsed()) return Backfill(data, definitions, workspace, computed, segments);
   return 1;
 }
