@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "rapport/base/clock.h"
 #include "rapport/base/error.h"
 #include "rapport/base/endian.h"
 #include "tests/lib/temp_dir.h"
@@ -99,13 +100,86 @@ class Harness {
       std::sort(events.begin(), events.end());
       std::string traits;
       for (const auto& t : r.traits) traits += t.name + "=" + t.json + ";";
-      out.insert(fmt::format("{} | {} | {} | {},{},{}", fmt::join(idents, ","), fmt::join(events, ","),
-                             traits, r.first.message_id, r.last.message_id, r.event_count));
+      out.insert(fmt::format("{} | {} | {} | {},{},{} | {}", fmt::join(idents, ","), fmt::join(events, ","),
+                             traits, r.first.message_id, r.last.message_id, r.event_count, Derived(id)));
     }
     return out;
   }
   store::Store& store() { return *store_; }
   Engine& engine() { return engine_; }
+
+  void Define(const std::vector<wire::ComputedTraitSpec>& computed, const std::vector<wire::SegmentSpec>& segments) {
+    for (const auto& spec : computed) {
+      ASSERT_TRUE(store_->RunExclusiveAndWait([&](store::StateTxn& txn) {
+        return engine_.PutComputedTrait(txn, kWs, spec, PutMode::kUpsert).status();
+      }).ok()) << spec.name;
+    }
+    for (const auto& spec : segments) {
+      auto st = store_->RunExclusiveAndWait([&](store::StateTxn& txn) {
+        return engine_.PutSegment(txn, kWs, spec, PutMode::kUpsert).status();
+      });
+      ASSERT_TRUE(st.ok()) << spec.name << ": " << st;
+    }
+  }
+  // Runs every unfinished job to its end, `chunk` profiles per step.
+  void RunJobs(size_t chunk) {
+    auto reader = store_->NewStateReader();
+    auto jobs = *Engine::UnfinishedJobs(*reader);
+    reader.reset();
+    for (uint64_t id : jobs) {
+      for (bool done = false; !done;) {
+        ASSERT_TRUE(store_->RunExclusiveAndWait([&](store::StateTxn& txn) -> absl::Status {
+          auto job = engine_.RunJobStep(txn, id, chunk);
+          if (!job.ok()) return job.status();
+          done = job->finished();
+          return absl::OkStatus();
+        }).ok());
+      }
+    }
+  }
+  size_t Sweep() {
+    size_t n = 0;
+    EXPECT_TRUE(store_->RunExclusiveAndWait([&](store::StateTxn& txn) -> absl::Status {
+      auto swept = engine_.Sweep(txn, 100);
+      if (swept.ok()) n = *swept;
+      return swept.status();
+    }).ok());
+    return n;
+  }
+  // Computed values and segments of a profile: "name=json;…|segment,…".
+  std::string Derived(uint64_t id) {
+    auto reader = store_->NewStateReader();
+    auto p = Engine::Read(*reader, kWs, id);
+    EXPECT_TRUE(p.ok());
+    auto defs = *engine_.DefinitionsFor(*reader, kWs);
+    auto d = *Engine::ReadDerived(*reader, kWs, p->id);
+    std::string out;
+    for (const ComputedTraitDef& def : defs->computed()) {
+      auto it = d.traits.find(def.name());
+      const bool current = it != d.traits.end() && it->second.version == def.version;
+      out += def.name() + "=" +
+             ComputedJson(def, current ? it->second.At(def, engine_.Now()) : Aggregate{}, engine_.Now()) + ";";
+    }
+    out += "|";
+    for (const Membership& m : d.segments) out += m.segment + ",";
+    return out;
+  }
+  // The membership changes on a profile's timeline: "+name" / "-name", in order.
+  std::vector<std::string> Changes(uint64_t id) {
+    auto reader = store_->NewStateReader();
+    auto page = Engine::Timeline(*reader, kWs, id, "", 1000);
+    std::vector<std::string> out;
+    for (const auto& item : page->items) {
+      if (item.membership) out.push_back((item.membership->entered ? "+" : "-") + item.membership->segment);
+    }
+    return out;
+  }
+  MembersPage Members(std::string segment) {
+    auto reader = store_->NewStateReader();
+    auto page = engine_.Members(*reader, kWs, segment, "", 100);
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? *page : MembersPage{};
+  }
 
  private:
   testing::TempDir dir_;
@@ -255,13 +329,26 @@ TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
         type = "alias";
         members = {fmt::format(R"("userId":"u{}")", pick(3)), fmt::format(R"("previousId":"a{}")", pick(5))};
       } else {
-        members.push_back(R"("event":"e")");
+        members.push_back(fmt::format(R"("event":"e","properties":{{"total":{}}})", pick(4)));
       }
       events.push_back(Make(fmt::format("m{}", i), 1000 + pick(8) * 10, type, fmt::format("{}", fmt::join(members, ","))));
     }
+    base::SimulatedClock clock(1000 + 75 * 10);
     EngineOptions options;
     options.rules.default_max = 2;  // make limits bite in a small space
+    options.clock = &clock;
     Harness first(options), second(options);
+    for (Harness* h : {&first, &second}) {
+      h->Define({{.name = "buys", .kind = "count", .event = "e"},
+                 {.name = "recent", .kind = "count", .window = "0.00003s"},  // the last 30 µs
+                 {.name = "spend", .kind = "sum", .property = "total"},
+                 {.name = "fav", .kind = "most_frequent", .property = "total"},
+                 {.name = "last_seen_at", .kind = "last", .property = "timestamp"}},
+                {{.name = "buyers", .expression = "computed.buys >= 2"},
+                 {.name = "active", .expression = "computed.recent >= 1 && !segment(\"buyers\")"},
+                 {.name = "quiet", .expression = "now() - computed.last_seen_at > 0.00004s"},
+                 {.name = "plan1", .expression = "traits.plan == \"p1\" || segment(\"active\")"}});
+    }
     std::vector<Ev> a = events, b = events;
     std::shuffle(a.begin(), a.end(), rng);
     std::shuffle(b.begin(), b.end(), rng);
@@ -271,6 +358,122 @@ TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
     }
     ASSERT_EQ(first.Canon(), second.Canon()) << "round " << round;
   }
+}
+
+constexpr base::Micros kDay = base::kMicrosPerDay;
+constexpr base::Micros kT0 = 1'800'000'000LL * base::kMicrosPerSecond;
+
+Ev Order(std::string id, base::Micros ts, std::string user, int total) {
+  return Make(std::move(id), ts, "track",
+              fmt::format(R"("userId":"{}","event":"Order Completed","properties":{{"total":{}}})", user, total));
+}
+
+TEST(Engine, SegmentsFollowEventsAndTime) {
+  base::SimulatedClock clock(kT0);
+  Harness h({.clock = &clock});
+  h.Define({{.name = "orders_7d", .kind = "count", .event = "Order Completed", .window = "7d"},
+            {.name = "last_order", .kind = "last", .event = "Order Completed", .property = "timestamp"}},
+           {{.name = "active", .expression = "computed.orders_7d >= 2"},
+            {.name = "lapsed", .expression = "now() - computed.last_order > 14d"},
+            {.name = "active_pro", .expression = "segment(\"active\") && traits.plan == \"pro\""}});
+  h.Send({Order("o1", kT0 - 3 * kDay, "ann", 10)});
+  const uint64_t ann = h.Lookup("user_id", "ann")->id;
+  EXPECT_EQ(h.Derived(ann), "last_order=\"" + base::FormatIso8601(kT0 - 3 * kDay) + "\";orders_7d=1;|");
+  h.Send({Order("o2", kT0 - 1 * kDay, "ann", 20)});
+  EXPECT_EQ(h.Derived(ann).substr(h.Derived(ann).find('|')), "|active,");
+  h.Send({Make("i1", kT0, "identify", R"("userId":"ann","traits":{"plan":"pro"})")});
+  EXPECT_EQ(h.Changes(ann), (std::vector<std::string>{"+active", "+active_pro"}));
+  EXPECT_EQ(h.Members("active").count, 1u);
+  EXPECT_EQ(h.Members("active_pro").members.at(0).first, ann);
+
+  // Nothing is due until the first order leaves the 7-day window.
+  EXPECT_EQ(h.Sweep(), 0u);
+  clock.Set(kT0 + 4 * kDay);
+  EXPECT_EQ(h.Sweep(), 1u);
+  EXPECT_EQ(h.Derived(ann), "last_order=\"" + base::FormatIso8601(kT0 - kDay) + "\";orders_7d=1;|");
+  EXPECT_EQ(h.Changes(ann), (std::vector<std::string>{"+active", "+active_pro", "-active", "-active_pro"}));
+  EXPECT_EQ(h.Members("active").count, 0u);
+  EXPECT_TRUE(h.Members("active").members.empty());
+  // Fourteen days after the last order she is lapsed, found by the sweep at that moment.
+  clock.Set(kT0 + 13 * kDay - 1);
+  EXPECT_EQ(h.Sweep(), 1u);  // the second order leaves the window
+  EXPECT_EQ(h.Changes(ann).size(), 4u);
+  clock.Set(kT0 + 13 * kDay + 1);
+  EXPECT_EQ(h.Sweep(), 1u);
+  EXPECT_EQ(h.Changes(ann).back(), "+lapsed");
+  EXPECT_EQ(h.Sweep(), 0u);  // and then nothing more can change with time alone
+  // A new order brings her back at once, in the order's own batch.
+  h.Send({Order("o3", kT0 + 13 * kDay, "ann", 5)});
+  EXPECT_EQ(h.Changes(ann).back(), "-lapsed");
+}
+
+TEST(Engine, MergingProfilesMergesWhatIsComputed) {
+  base::SimulatedClock clock(kT0);
+  Harness h({.clock = &clock});
+  h.Define({{.name = "orders", .kind = "count", .event = "Order Completed"},
+            {.name = "spend", .kind = "sum", .property = "total"}},
+           {{.name = "buyer", .expression = "computed.orders >= 1"}, {.name = "big", .expression = "computed.spend >= 50"}});
+  h.Send({Make("a1", kT0 - 5, "track", R"("anonymousId":"phone","event":"Order Completed","properties":{"total":30})"),
+          Make("a2", kT0 - 4, "track", R"("anonymousId":"laptop","event":"Order Completed","properties":{"total":25})")});
+  EXPECT_EQ(h.Members("buyer").count, 2u);
+  EXPECT_EQ(h.Members("big").count, 0u);
+  h.Send({Make("i1", kT0 - 3, "identify", R"("anonymousId":"phone","userId":"ann")"),
+          Make("i2", kT0 - 2, "identify", R"("anonymousId":"laptop","userId":"ann")")});
+  const uint64_t ann = h.Lookup("user_id", "ann")->id;
+  EXPECT_EQ(h.Derived(ann), "orders=2;spend=55;|big,buyer,");
+  EXPECT_EQ(h.Members("buyer").count, 1u);  // the absorbed profile left the index
+  EXPECT_EQ(h.Members("buyer").members.size(), 1u);
+  EXPECT_EQ(h.Members("big").members.at(0).first, ann);
+}
+
+TEST(Engine, BackfillComputesWhatIngestionWould) {
+  base::SimulatedClock clock(kT0);
+  std::vector<Ev> events;
+  for (int i = 0; i < 40; ++i) events.push_back(Order(fmt::format("o{}", i), kT0 - (i % 9) * kDay, fmt::format("u{}", i % 7), i));
+  const std::vector<wire::ComputedTraitSpec> computed = {
+      {.name = "orders_5d", .kind = "count", .window = "5d"}, {.name = "best", .kind = "max", .property = "total"}};
+  const std::vector<wire::SegmentSpec> segments = {{.name = "many", .expression = "computed.orders_5d >= 3"}};
+  Harness live({.clock = &clock}), later({.clock = &clock});
+  live.Define(computed, segments);
+  live.Send(events);
+  later.Send(events);
+  later.Define(computed, segments);
+  EXPECT_NE(live.Canon(), later.Canon());  // before the backfill, the old profiles know nothing
+  later.RunJobs(3);
+  EXPECT_EQ(live.Canon(), later.Canon());
+  EXPECT_EQ(live.Members("many").count, later.Members("many").count);
+  EXPECT_GT(live.Members("many").count, 0u);
+  // Changing a definition backfills its new version.
+  later.Define({{.name = "orders_5d", .kind = "count", .window = "1d"}}, {});
+  live.Define({{.name = "orders_5d", .kind = "count", .window = "1d"}}, {});
+  later.RunJobs(5);
+  live.RunJobs(5);
+  EXPECT_EQ(live.Canon(), later.Canon());
+  EXPECT_EQ(later.Members("many").count, 0u);
+}
+
+TEST(Engine, DefinitionsAreCheckedTogether) {
+  Harness h;
+  h.Define({{.name = "orders", .kind = "count"}}, {{.name = "a", .expression = "computed.orders > 1"}});
+  auto put_segment = [&](wire::SegmentSpec spec, PutMode mode) {
+    return h.store().RunExclusiveAndWait([&](store::StateTxn& txn) {
+      return h.engine().PutSegment(txn, kWs, spec, mode).status();
+    });
+  };
+  auto code = [](const absl::Status& st) { return base::GetErrorDetails(st).code; };
+  EXPECT_EQ(code(put_segment({.name = "b", .expression = "segment(\"b\")"}, PutMode::kCreate)), "segment_cycle");
+  EXPECT_TRUE(put_segment({.name = "b", .expression = "segment(\"a\")"}, PutMode::kCreate).ok());
+  EXPECT_EQ(code(put_segment({.name = "a", .expression = "segment(\"b\")"}, PutMode::kReplace)), "segment_cycle");
+  EXPECT_EQ(code(put_segment({.name = "a", .expression = "true"}, PutMode::kCreate)), "definition_exists");
+  EXPECT_EQ(code(put_segment({.name = "zz", .expression = "true"}, PutMode::kReplace)), "definition_not_found");
+  // Turning `orders` into a first-of-a-string would break segment a.
+  auto st = h.store().RunExclusiveAndWait([&](store::StateTxn& txn) {
+    return h.engine().PutComputedTrait(txn, kWs, {.name = "orders", .kind = "rfm"}, PutMode::kReplace).status();
+  });
+  EXPECT_EQ(code(st), "definition_in_use");
+  // A failed change leaves the definitions as they were.
+  auto reader = h.store().NewStateReader();
+  EXPECT_EQ((*h.engine().DefinitionsFor(*reader, kWs))->segments().size(), 2u);
 }
 
 }  // namespace

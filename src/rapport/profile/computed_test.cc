@@ -1,0 +1,167 @@
+#include "rapport/profile/computed.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "rapport/base/error.h"
+
+namespace rapport::profile {
+namespace {
+
+constexpr base::Micros kDay = base::kMicrosPerDay;
+constexpr base::Micros kNow = 1'800'000'000LL * base::kMicrosPerSecond;  // 2027-01-15, a Friday
+
+ComputedTraitDef Def(wire::ComputedTraitSpec spec) {
+  if (spec.name.empty()) spec.name = "t";
+  auto def = CompileComputedTrait(spec, 1);
+  EXPECT_TRUE(def.ok()) << def.status();
+  return *def;
+}
+
+wire::EventFacts Order(double total, std::string category) {
+  wire::EventFacts f;
+  f.type = wire::EventType::kTrack;
+  f.event = "Order Completed";
+  f.properties = {{"total", fmt::format("{}", total)}, {"category", "\"" + category + "\""}};
+  return f;
+}
+
+std::string ValueAfter(const ComputedTraitDef& def, const std::vector<std::pair<wire::EventFacts, base::Micros>>& events,
+                       base::Micros now = kNow) {
+  TraitState state;
+  state.version = def.version;
+  int n = 0;
+  for (const auto& [f, ts] : events) {
+    if (auto o = Observe(def, f, {ts, fmt::format("m{}", n++)})) state.Add(def, *o, now);
+  }
+  return ComputedJson(def, state.At(def, now), now);
+}
+
+TEST(ComputedTraits, EachKindSummarisesTheMatchingEvents) {
+  const std::vector<std::pair<wire::EventFacts, base::Micros>> events = {
+      {Order(40, "shoes"), kNow - 3 * kDay},
+      {Order(60, "hats"), kNow - 2 * kDay},
+      {Order(20, "shoes"), kNow - 1 * kDay},
+  };
+  EXPECT_EQ(ValueAfter(Def({.kind = "count", .event = "Order Completed"}), events), "3");
+  EXPECT_EQ(ValueAfter(Def({.kind = "count", .event = "Signed Up"}), events), "0");
+  EXPECT_EQ(ValueAfter(Def({.kind = "sum", .property = "total"}), events), "120");
+  EXPECT_EQ(ValueAfter(Def({.kind = "average", .property = "total"}), events), "40");
+  EXPECT_EQ(ValueAfter(Def({.kind = "min", .property = "total"}), events), "20");
+  EXPECT_EQ(ValueAfter(Def({.kind = "max", .property = "total"}), events), "60");
+  EXPECT_EQ(ValueAfter(Def({.kind = "first", .property = "category"}), events), "\"shoes\"");
+  EXPECT_EQ(ValueAfter(Def({.kind = "last", .property = "total"}), events), "20");
+  EXPECT_EQ(ValueAfter(Def({.kind = "last", .property = "timestamp"}), events),
+            "\"" + base::FormatIso8601(kNow - kDay) + "\"");
+  EXPECT_EQ(ValueAfter(Def({.kind = "distinct", .property = "category"}), events), "2");
+  EXPECT_EQ(ValueAfter(Def({.kind = "most_frequent", .property = "category"}), events), "\"shoes\"");
+  EXPECT_EQ(ValueAfter(Def({.kind = "rfm", .property = "total"}), events),
+            R"({"recency_days":1,"frequency":3,"monetary":120})");
+  EXPECT_EQ(ValueAfter(Def({.kind = "sum", .property = "total", .where = "properties.category == \"shoes\""}), events),
+            "60");
+  EXPECT_EQ(ValueAfter(Def({.kind = "average", .property = "missing"}), events), "null");
+  const std::string activity = ValueAfter(Def({.kind = "activity"}), events);
+  EXPECT_NE(activity.find("\"best_weekday\":\"tue\""), std::string::npos) << activity;  // kNow−3d
+  EXPECT_NE(activity.find("\"best_hour\":8"), std::string::npos) << activity;
+  const std::string amsterdam = ValueAfter(Def({.kind = "activity", .timezone = "Europe/Amsterdam"}), events);
+  EXPECT_NE(amsterdam.find("\"best_hour\":9"), std::string::npos) << amsterdam;
+}
+
+TEST(ComputedTraits, AWindowExpiresWithTimeAlone) {
+  const ComputedTraitDef def = Def({.kind = "count", .event = "Order Completed", .window = "30d"});
+  TraitState state;
+  state.version = 1;
+  state.Add(def, *Observe(def, Order(1, "a"), {kNow - 10 * kDay, "old"}), kNow);
+  state.Add(def, *Observe(def, Order(1, "a"), {kNow - 2 * kDay, "new"}), kNow);
+  state.Add(def, *Observe(def, Order(1, "a"), {kNow - 31 * kDay, "outside"}), kNow);
+  EXPECT_EQ(ComputedJson(def, state.At(def, kNow), kNow), "2");
+  // The 10-day-old order leaves the window 20 days from now.
+  const base::Micros leaves = kNow + 20 * kDay;
+  EXPECT_EQ(state.NextExpiry(def, kNow), leaves);
+  EXPECT_EQ(ComputedJson(def, state.At(def, leaves - 1), leaves - 1), "2");
+  EXPECT_EQ(ComputedJson(def, state.At(def, leaves), leaves), "1");
+  EXPECT_EQ(state.NextExpiry(def, leaves), kNow + 28 * kDay);
+  state.Expire(def, leaves);
+  EXPECT_EQ(state.entries.size(), 1u);
+}
+
+TEST(ComputedTraits, StatesCommuteAndMergeWhateverTheOrder) {
+  std::mt19937 rng(7);
+  const std::vector<wire::ComputedTraitSpec> specs = {
+      {.kind = "count"}, {.kind = "sum", .property = "total"}, {.kind = "average", .property = "total"},
+      {.kind = "min", .property = "total"}, {.kind = "max", .property = "total"},
+      {.kind = "first", .property = "category"}, {.kind = "last", .property = "timestamp"},
+      {.kind = "distinct", .property = "category"}, {.kind = "most_frequent", .property = "category"},
+      {.kind = "rfm", .property = "total"}, {.kind = "activity"},
+      {.kind = "count", .window = "7d"}, {.kind = "max", .property = "total", .window = "3d"}};
+  for (int round = 0; round < 50; ++round) {
+    std::vector<Observation> all;
+    for (int i = 0; i < 30; ++i) {
+      wire::EventFacts f = Order(static_cast<double>(rng() % 100), std::string(1, static_cast<char>('a' + rng() % 4)));
+      // Equal timestamps are common: the messageId breaks ties.
+      all.push_back({{kNow - static_cast<base::Micros>(rng() % 10) * kDay, fmt::format("m{}", i)}, ""});
+      for (const auto& [name, json] : f.properties) all.back().json += name + "=" + json + ";";
+    }
+    for (const wire::ComputedTraitSpec& spec : specs) {
+      const ComputedTraitDef def = Def(spec);
+      auto observe = [&](const Observation& raw) {
+        wire::EventFacts f;
+        f.event = "Order Completed";
+        const std::string total = raw.json.substr(6, raw.json.find(';') - 6);
+        const std::string category = raw.json.substr(raw.json.find("category=") + 9);
+        f.properties = {{"total", total}, {"category", category.substr(0, category.size() - 1)}};
+        return Observe(def, f, raw.key);
+      };
+      TraitState one, a, b;
+      one.version = a.version = b.version = 1;
+      std::vector<Observation> shuffled = all;
+      std::shuffle(shuffled.begin(), shuffled.end(), rng);
+      for (const Observation& raw : all) one.Add(def, *observe(raw), kNow);
+      for (const Observation& raw : shuffled) ((rng() % 2) ? a : b).Add(def, *observe(raw), kNow);
+      a.Merge(def, std::move(b), kNow);
+      EXPECT_EQ(ComputedJson(def, one.At(def, kNow), kNow), ComputedJson(def, a.At(def, kNow), kNow))
+          << spec.kind << " window " << spec.window << " round " << round;
+      // And the stored form gives back the same value.
+      base::Writer w;
+      EncodeTraitState(w, a);
+      const std::string bytes = std::move(w).Finish();
+      base::Reader r(bytes);
+      TraitState decoded;
+      ASSERT_TRUE(DecodeTraitState(r, &decoded));
+      EXPECT_TRUE(r.done());
+      EXPECT_EQ(ComputedJson(def, decoded.At(def, kNow), kNow), ComputedJson(def, a.At(def, kNow), kNow));
+    }
+  }
+}
+
+TEST(ComputedTraits, BadDefinitionsSayWhatIsWrong) {
+  struct Case {
+    wire::ComputedTraitSpec spec;
+    std::string code;
+    std::string field;
+  };
+  const Case cases[] = {
+      {{.name = "Orders", .kind = "count"}, "invalid_name", "name"},
+      {{.name = "t", .kind = "median"}, "invalid_kind", "kind"},
+      {{.name = "t", .kind = "sum"}, "missing_field", "property"},
+      {{.name = "t", .kind = "count", .property = "total"}, "invalid_field", "property"},
+      {{.name = "t", .kind = "sum", .property = "timestamp"}, "invalid_field", "property"},
+      {{.name = "t", .kind = "count", .window = "30"}, "invalid_duration", "window"},
+      {{.name = "t", .kind = "count", .where = "properties.total >"}, "invalid_expression", "where"},
+      {{.name = "t", .kind = "count", .where = "traits.plan == 1"}, "invalid_expression", "where"},
+      {{.name = "t", .kind = "activity", .timezone = "Mars/Olympus"}, "invalid_timezone", "timezone"},
+  };
+  for (const Case& c : cases) {
+    auto def = CompileComputedTrait(c.spec, 1);
+    ASSERT_FALSE(def.ok()) << c.code;
+    const base::ErrorDetails d = base::GetErrorDetails(def.status());
+    EXPECT_EQ(d.code, c.code) << def.status();
+    EXPECT_EQ(d.field, c.field) << def.status();
+  }
+}
+
+}  // namespace
+}  // namespace rapport::profile
