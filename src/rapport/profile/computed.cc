@@ -30,6 +30,10 @@ constexpr base::Micros kMaxWindow = 3660 * base::kMicrosPerDay;
 bool NeedsProperty(ComputedKind k) {
   return k != ComputedKind::kCount && k != ComputedKind::kRfm && k != ComputedKind::kActivity;
 }
+// Only these kinds read the first or last observation (rfm: only the last one's time).
+bool KeepsEnds(ComputedKind k) {
+  return k == ComputedKind::kFirst || k == ComputedKind::kLast || k == ComputedKind::kRfm;
+}
 bool KeepsValues(ComputedKind k) {
   return k == ComputedKind::kDistinct || k == ComputedKind::kMostFrequent;
 }
@@ -278,8 +282,15 @@ void Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
     sum += *n;
     ++numbers;
   }
-  if (!first || o.key < first->key) first = o;
-  if (!last || last->key < o.key) last = o;
+  // A state is written with every event that changes it: keep only what the kind reads.
+  if (KeepsEnds(def.kind)) {
+    if (def.kind != ComputedKind::kLast && (!first || o.key < first->key)) first = o;
+    if (def.kind != ComputedKind::kFirst && (!last || last->key < o.key)) last = o;
+    if (def.kind == ComputedKind::kRfm) {
+      if (first) first.reset();
+      last->json.clear();
+    }
+  }
   if (KeepsValues(def.kind)) {
     auto it = values.find(o.json);
     if (it != values.end()) {
@@ -338,6 +349,8 @@ void Prune(const ComputedTraitDef& def, TraitState& s, base::Micros now) {
 void TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now) {
   if (def.window == 0) return all_time.Add(def, o);
   if (o.key.timestamp <= now - def.window) return;
+  // Only first and last tell equal times apart by messageId; the others need not keep it.
+  if (def.kind != ComputedKind::kFirst && def.kind != ComputedKind::kLast) o.key.message_id.clear();
   entries.insert(std::upper_bound(entries.begin(), entries.end(), o), std::move(o));
   Prune(def, *this, now);
 }

@@ -80,17 +80,20 @@ std::optional<StoredDefinition> DecodeStoredDefinition(std::string_view bytes) {
 }
 
 const ComputedTraitDef* Definitions::FindComputed(std::string_view name) const {
-  for (const ComputedTraitDef& d : computed_) {
-    if (d.name() == name) return &d;
-  }
-  return nullptr;
+  auto it = computed_index_.find(base::AsAbsl(name));
+  return it == computed_index_.end() ? nullptr : &computed_[it->second];
 }
 
 const SegmentDef* Definitions::FindSegment(std::string_view name) const {
-  for (const SegmentDef& d : segments_) {
-    if (d.name() == name) return &d;
-  }
-  return nullptr;
+  auto it = segment_index_.find(base::AsAbsl(name));
+  return it == segment_index_.end() ? nullptr : &segments_[it->second];
+}
+
+void Definitions::Index() {
+  computed_index_.clear();
+  segment_index_.clear();
+  for (size_t i = 0; i < computed_.size(); ++i) computed_index_.emplace(computed_[i].name(), i);
+  for (size_t i = 0; i < segments_.size(); ++i) segment_index_.emplace(segments_[i].name(), i);
 }
 
 absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, uint64_t>> specs) {
@@ -134,6 +137,7 @@ absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, u
   std::vector<std::string> all(names.begin(), names.end());
   for (const std::string& name : all) RAPPORT_RETURN_IF_ERROR(visit(name));
   segments_ = std::move(ordered);
+  Index();
   return absl::OkStatus();
 }
 
@@ -153,6 +157,7 @@ absl::StatusOr<std::shared_ptr<const Definitions>> Definitions::FromStored(
   }
   std::sort(defs->computed_.begin(), defs->computed_.end(),
             [](const ComputedTraitDef& a, const ComputedTraitDef& b) { return a.name() < b.name(); });
+  defs->Index();
   std::vector<std::pair<wire::SegmentSpec, uint64_t>> specs;
   for (const StoredDefinition& d : segments) {
     auto spec = wire::ParseSegmentSpec(d.spec_json);
@@ -182,6 +187,7 @@ absl::StatusOr<std::shared_ptr<const Definitions>> Definitions::WithComputed(
     std::sort(out->computed_.begin(), out->computed_.end(),
               [](const ComputedTraitDef& a, const ComputedTraitDef& b) { return a.name() < b.name(); });
   }
+  out->Index();
   std::vector<std::pair<wire::SegmentSpec, uint64_t>> specs;
   for (const SegmentDef& s : segments_) specs.emplace_back(s.spec, s.version);
   if (auto st = out->SetSegments(std::move(specs)); !st.ok()) {
@@ -198,6 +204,7 @@ absl::StatusOr<std::shared_ptr<const Definitions>> Definitions::WithSegment(cons
   RAPPORT_RETURN_IF_ERROR(CheckName(spec.name));
   auto out = std::make_shared<Definitions>();
   out->computed_ = computed_;
+  out->Index();
   std::vector<std::pair<wire::SegmentSpec, uint64_t>> specs;
   bool replaced = false;
   for (const SegmentDef& s : segments_) {

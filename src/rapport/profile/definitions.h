@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "rapport/base/time.h"
 #include "rapport/profile/computed.h"
@@ -74,8 +75,13 @@ class Definitions {
   // Compiles `segment_specs` against computed_ and orders them into segments_.
   absl::Status SetSegments(std::vector<std::pair<wire::SegmentSpec, uint64_t>> segment_specs);
 
+  // Rebuilds the name indexes below after computed_ or segments_ changed.
+  void Index();
+
   std::vector<ComputedTraitDef> computed_;
   std::vector<SegmentDef> segments_;
+  absl::flat_hash_map<std::string, size_t> computed_index_;
+  absl::flat_hash_map<std::string, size_t> segment_index_;
 };
 
 }  // namespace rapport::profile

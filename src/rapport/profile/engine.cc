@@ -107,6 +107,7 @@ class Engine::Run {
     RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
     if (!r) return false;
     Dirty(r->id);
+    ChangedAll(r->id);
     return true;
   }
 
@@ -118,7 +119,16 @@ class Engine::Run {
   // The record stored at exactly `id` (no redirects followed), or nullptr.
   absl::StatusOr<const ProfileRecord*> RecordAt(uint64_t id);
   void ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key);
-  absl::Status Evaluate(const ProfileRecord& p, DerivedState& d);
+  // What changed on a profile in this run: segments whose inputs did not change keep their
+  // membership without being evaluated (time is the due index's business).
+  struct Changes {
+    bool all = false;     // merged, rebuilt, recomputed, swept: evaluate every segment
+    bool event = false;   // an event was applied: profile.* changed
+    bool traits = false;  // a trait changed
+    absl::flat_hash_set<std::string> computed;  // computed traits that changed
+  };
+  absl::Status Evaluate(const ProfileRecord& p, DerivedState& d, const Changes& changes);
+  void ChangedAll(uint64_t id) { changes_[id].all = true; }
   absl::Status Retire(uint64_t id);
   absl::Status AddToCount(std::string_view segment, int delta);
 
@@ -146,6 +156,7 @@ class Engine::Run {
   absl::Status deferred_error_;  // from ObserveEvent, reported by Flush
   absl::flat_hash_set<uint64_t> stored_derived_;  // derived states read from the store
   absl::flat_hash_set<uint64_t> recompute_;  // merged during a backfill: recompute those traits
+  absl::flat_hash_map<uint64_t, Changes> changes_;
 };
 
 namespace {
@@ -162,7 +173,22 @@ class ProfileEnv final : public Env {
              const std::set<std::string>& in)
       : p_(p), d_(d), defs_(defs), now_(now), in_(in) {}
 
+  // Each field is read once per evaluation of all segments (many segments read the same ones).
   Value Field(Root root, const std::vector<std::string>& path) const override {
+    std::string key(1, static_cast<char>(root));
+    for (const std::string& part : path) {
+      key += '\0';
+      key += part;
+    }
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(std::move(key), Read(root, path)).first;
+    return it->second;
+  }
+  bool InSegment(std::string_view name) const override { return in_.contains(std::string(name)); }
+  base::Micros Now() const override { return now_; }
+
+ private:
+  Value Read(Root root, const std::vector<std::string>& path) const {
     switch (root) {
       case Root::kTraits: {
         const Trait* t = p_.FindTrait(path[0]);
@@ -172,8 +198,9 @@ class ProfileEnv final : public Env {
         const ComputedTraitDef* def = defs_.FindComputed(path[0]);
         if (!def) return Value::Missing();
         const TraitState* state = StateFor(d_, *def);
-        const Aggregate a = state ? state->At(*def, now_) : Aggregate{};
-        return ComputedValue(*def, a, path.size() > 1 ? path[1] : "", now_);
+        if (!state) return ComputedValue(*def, Aggregate{}, path.size() > 1 ? path[1] : "", now_);
+        if (def->window == 0) return ComputedValue(*def, state->all_time, path.size() > 1 ? path[1] : "", now_);
+        return ComputedValue(*def, state->At(*def, now_), path.size() > 1 ? path[1] : "", now_);
       }
       case Root::kProfile:
         if (path[0] == "first_seen") return Value::Time(p_.first.timestamp);
@@ -182,15 +209,13 @@ class ProfileEnv final : public Env {
       default: return Value::Missing();
     }
   }
-  bool InSegment(std::string_view name) const override { return in_.contains(std::string(name)); }
-  base::Micros Now() const override { return now_; }
 
- private:
   const ProfileRecord& p_;
   const DerivedState& d_;
   const Definitions& defs_;
   const base::Micros now_;
   const std::set<std::string>& in_;
+  mutable absl::flat_hash_map<std::string, Value> cache_;
 };
 
 }  // namespace
@@ -238,6 +263,7 @@ void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f,
       state.version = def.version;
     }
     state.Add(def, *std::move(o), now_);
+    changes_[target->id].computed.insert(def.name());
   }
 }
 
@@ -257,6 +283,7 @@ absl::Status Engine::Run::RecomputeTrait(uint64_t id, const ComputedTraitDef& de
   }
   RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, Derived(id));
   d->traits[def.name()] = std::move(state);
+  ChangedAll(id);
   return absl::OkStatus();
 }
 
@@ -274,7 +301,7 @@ absl::Status Engine::Run::AddToCount(std::string_view segment, int delta) {
   return absl::OkStatus();
 }
 
-absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d) {
+absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, const Changes& changes) {
   base::Micros next = Evaluation::kNever;
   for (auto it = d.traits.begin(); it != d.traits.end();) {
     const ComputedTraitDef* def = defs_.FindComputed(it->first);
@@ -286,13 +313,32 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d) {
     next = std::min(next, it->second.NextExpiry(*def, now_));
     ++it;
   }
+  // Everything is evaluated the first time (a segment may hold for a profile that changed
+  // nothing it reads, e.g. !exists(traits.plan)) and when a time change is overdue.
+  const bool all = changes.all || !stored_derived_.contains(p.id) || (d.due && d.due <= now_);
   std::set<std::string> in;
+  absl::flat_hash_set<std::string> moved;  // segments whose membership changed in this evaluation
+  bool skipped = false;
   const ProfileEnv env(p, d, defs_, now_, in);
   for (const SegmentDef& seg : defs_.segments()) {
-    const Evaluation e = seg.expression->Evaluate(env);
-    next = std::min(next, e.next_change);
-    if (e.matched) in.insert(seg.name());
+    const Expression& e = *seg.expression;
+    bool stale = all || (changes.event && e.Reads(Root::kProfile)) || (changes.traits && e.Reads(Root::kTraits));
+    for (const std::string& name : e.computed()) stale = stale || changes.computed.contains(name);
+    for (const std::string& name : e.segments()) stale = stale || moved.contains(name);
+    const bool was_in = d.InSegment(seg.name());
+    bool now_in = was_in;
+    if (stale) {
+      const Evaluation r = e.Evaluate(env);
+      next = std::min(next, r.next_change);
+      now_in = r.matched;
+    } else {
+      skipped = true;
+    }
+    if (now_in) in.insert(seg.name());
+    if (now_in != was_in) moved.insert(seg.name());
   }
+  // A segment not evaluated may still change with time: keep its (earlier) due time.
+  if (skipped && d.due > now_) next = std::min(next, d.due);
   std::vector<Membership> now_in;
   for (const std::string& name : in) {
     auto old = std::lower_bound(d.segments.begin(), d.segments.end(), name,
@@ -367,7 +413,7 @@ absl::Status Engine::Run::Flush() {
       }
     }
     RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, Derived(id));
-    RAPPORT_RETURN_IF_ERROR(Evaluate(*r, *d));
+    RAPPORT_RETURN_IF_ERROR(Evaluate(*r, *d, changes_[id]));
     if (d->traits.empty() && d->segments.empty() && d->due == 0) {
       if (stored_derived_.contains(id)) txn_.Delete(DerivedKey(ws_, id));
     } else {
@@ -377,6 +423,7 @@ absl::Status Engine::Run::Flush() {
   dirty_.clear();
   derived_dirty_.clear();
   recompute_.clear();
+  changes_.clear();
   return absl::OkStatus();
 }
 
@@ -458,6 +505,7 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
     if (engine_.backfilling_.contains(ws_)) recompute_.insert(target->id);
     derived_dirty_.insert(q->id);  // retired at Flush: memberships, due entry
   }
+  ChangedAll(target->id);
   const uint64_t absorbed_id = q->id;
   *q = ProfileRecord{};
   q->id = absorbed_id;
@@ -610,8 +658,10 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
     target->AddBlocked(std::move(b));
     if (engine_.blocked_ && !replaying_) engine_.blocked_->Inc();
   }
+  Changes& changed = changes_[target->id];
+  changed.event = true;
   if (f.type == wire::EventType::kIdentify) {
-    for (const auto& [name, json] : f.traits) target->SetTrait(name, json, key);
+    for (const auto& [name, json] : f.traits) changed.traits |= target->SetTrait(name, json, key);
   }
   if (!defs_.computed().empty()) ObserveEvent(target, f, key);
   target->first = std::min(target->first, key);
@@ -684,6 +734,7 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
         d->traits.clear();
         derived_dirty_.insert(id);
       }
+      ChangedAll(id);
     }
     records_.erase(id);
     dirty_.erase(id);

@@ -534,6 +534,7 @@ class Parser {
       return SyntaxError(pos, fmt::format("a field ({}) or a function", known),
                          fmt::format("unknown field '{}' (fields start with {})", root_name, known));
     }
+    out_.roots_ |= 1u << static_cast<int>(n.root);
     while (Is(".")) {
       RAPPORT_RETURN_IF_ERROR(Advance());
       if (n.path.size() == 8) return SyntaxError(tok_.pos, "a shorter path", "a field path has at most 8 parts");

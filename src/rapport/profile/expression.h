@@ -137,6 +137,8 @@ class Expression {
   const std::vector<std::string>& segments() const { return segments_; }
   const std::vector<std::string>& computed() const { return computed_; }
   const std::string& text() const { return text_; }
+  // Whether a field under `root` is read.
+  bool Reads(Root root) const { return (roots_ >> static_cast<int>(root)) & 1; }
 
   struct Node;
 
@@ -146,6 +148,7 @@ class Expression {
   std::vector<Node> nodes_;  // nodes_.back() is the root
   std::vector<std::string> segments_;
   std::vector<std::string> computed_;
+  uint32_t roots_ = 0;  // bit per Root read
   friend class Parser;
   friend class Evaluator;
 };
