@@ -10,6 +10,15 @@ namespace {
 
 using wire::AppendQuoted;
 
+// `s` as a JSON string, or null when it is empty.
+void AppendOrNull(std::string* out, std::string_view s) {
+  if (s.empty()) {
+    *out += "null";
+  } else {
+    AppendQuoted(out, s);
+  }
+}
+
 std::string Id(uint64_t id) { return fmt::format("\"{}\"", id); }
 std::string Time(base::Micros t) { return fmt::format("\"{}\"", base::FormatIso8601(t)); }
 
@@ -123,11 +132,7 @@ std::string TimelineJson(uint64_t id, const TimelinePage& page) {
     }
   }
   out += "],\"next_cursor\":";
-  if (page.next_cursor.empty()) {
-    out += "null";
-  } else {
-    AppendQuoted(&out, page.next_cursor);
-  }
+  AppendOrNull(&out, page.next_cursor);
   return out + '}';
 }
 
@@ -142,11 +147,7 @@ std::string JobJson(const Job& j) {
   out += ",\"started_at\":" + (j.started_at ? Time(j.started_at) : std::string("null"));
   out += ",\"finished_at\":" + (j.finished_at ? Time(j.finished_at) : std::string("null"));
   out += ",\"error\":";
-  if (j.error.empty()) {
-    out += "null";
-  } else {
-    AppendQuoted(&out, j.error);
-  }
+  AppendOrNull(&out, j.error);
   return out + '}';
 }
 
@@ -168,11 +169,7 @@ std::string MembersJson(std::string_view segment, const MembersPage& page) {
     out += "{\"profile_id\":" + Id(page.members[i].first) + ",\"entered_at\":" + Time(page.members[i].second) + "}";
   }
   out += "],\"next_cursor\":";
-  if (page.next_cursor.empty()) {
-    out += "null";
-  } else {
-    AppendQuoted(&out, page.next_cursor);
-  }
+  AppendOrNull(&out, page.next_cursor);
   return out + '}';
 }
 
