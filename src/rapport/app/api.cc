@@ -376,19 +376,11 @@ void GetDefinition(const Services& s, const DefinitionRoute& route, Request&& re
     RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     const std::string name(req.Param("name"));
     auto reader = s.store->NewStateReader();
-    RAPPORT_ASSIGN_OR_RETURN(std::vector<profile::StoredDefinition> list,
-                             profile::Engine::ListDefinitions(*reader, key.workspace, route.kind));
-    for (const profile::StoredDefinition& d : list) {
-      auto spec_name = wire::ReadStringMember(d.spec_json, "name");
-      if (spec_name.ok() && *spec_name == name) {
-        RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::Job> job, JobOf(*reader, d.job));
-        return Json(200, profile::DefinitionJson(d, job));
-      }
-    }
-    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
-                           fmt::format("there is no {} '{}'",
-                                       route.kind == profile::DefinitionKind::kComputed ? "computed trait" : "segment",
-                                       name));
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::StoredDefinition> d,
+                             profile::Engine::ReadDefinition(*reader, key.workspace, route.kind, name));
+    if (!d) return profile::NoSuchDefinition(route.kind, name);
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::Job> job, JobOf(*reader, d->job));
+    return Json(200, profile::DefinitionJson(*d, job));
   }());
 }
 

@@ -169,20 +169,22 @@ std::optional<Type> ComputedTraitDef::TypeOf(std::string_view part, std::string*
   }
 }
 
+absl::Status CheckDefinitionName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z';
+  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (ok) return absl::OkStatus();
+  return base::InvalidField("invalid_name", "name",
+                            fmt::format("'{}' is not a name: a lower-case letter, then up to 63 "
+                                        "lower-case letters, digits or '_'",
+                                        name));
+}
+
 absl::StatusOr<ComputedTraitDef> CompileComputedTrait(const wire::ComputedTraitSpec& spec,
                                                       uint64_t version) {
   ComputedTraitDef def;
   def.spec = spec;
   def.version = version;
-  const std::string& name = spec.name;
-  bool name_ok = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z';
-  for (char c : name) name_ok = name_ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
-  if (!name_ok) {
-    return base::InvalidField("invalid_name", "name",
-                              fmt::format("'{}' is not a name: a lower-case letter, then up to 63 "
-                                          "lower-case letters, digits or '_'",
-                                          name));
-  }
+  RAPPORT_RETURN_IF_ERROR(CheckDefinitionName(spec.name));
   bool kind_ok = false;
   std::string kinds;
   for (const auto& [text, kind] : kKinds) {

@@ -58,6 +58,10 @@ struct ComputedTraitDef {
   std::optional<Type> TypeOf(std::string_view part, std::string* why) const;
 };
 
+// A definition's name (computed trait or segment): [a-z][a-z0-9_]{0,63}. InvalidArgument
+// (invalid_name, field "name") otherwise.
+absl::Status CheckDefinitionName(std::string_view name);
+
 // Validates a spec: name [a-z][a-z0-9_]{0,63}, a known kind, the property the kind needs, a
 // window duration, the `where` predicate (over properties, event and type), a time zone.
 // InvalidArgument naming the member at fault.

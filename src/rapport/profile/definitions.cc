@@ -44,16 +44,6 @@ class SegmentSchema final : public Schema {
   const std::set<std::string>& segments_;
 };
 
-absl::Status CheckName(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z';
-  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
-  if (ok) return absl::OkStatus();
-  return base::InvalidField("invalid_name", "name",
-                            fmt::format("'{}' is not a name: a lower-case letter, then up to 63 "
-                                        "lower-case letters, digits or '_'",
-                                        name));
-}
-
 }  // namespace
 
 std::string EncodeStoredDefinition(const StoredDefinition& d) {
@@ -201,7 +191,7 @@ absl::StatusOr<std::shared_ptr<const Definitions>> Definitions::WithComputed(
 
 absl::StatusOr<std::shared_ptr<const Definitions>> Definitions::WithSegment(const wire::SegmentSpec& spec,
                                                                            uint64_t version) const {
-  RAPPORT_RETURN_IF_ERROR(CheckName(spec.name));
+  RAPPORT_RETURN_IF_ERROR(CheckDefinitionName(spec.name));
   auto out = std::make_shared<Definitions>();
   out->computed_ = computed_;
   out->Index();

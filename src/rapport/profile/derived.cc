@@ -24,6 +24,10 @@ std::string WsKey(char tag, uint32_t ws) {
 
 }  // namespace
 
+std::string_view DefinitionKindName(DefinitionKind kind) {
+  return kind == DefinitionKind::kComputed ? "computed trait" : "segment";
+}
+
 bool DerivedState::InSegment(std::string_view name) const {
   auto it = std::lower_bound(segments.begin(), segments.end(), name,
                              [](const Membership& m, std::string_view n) { return m.segment < n; });

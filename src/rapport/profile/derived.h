@@ -23,6 +23,9 @@ namespace rapport::profile {
 
 enum class DefinitionKind : char { kComputed = 'c', kSegment = 's' };
 
+// "computed trait" or "segment", for messages.
+std::string_view DefinitionKindName(DefinitionKind kind);
+
 struct Membership {
   std::string segment;
   base::Micros entered_at = 0;

@@ -1013,26 +1013,32 @@ absl::StatusOr<std::shared_ptr<const Definitions>> Engine::DefinitionsFor(store:
   return definitions_.try_emplace(ws, std::move(loaded)).first->second;
 }
 
+absl::Status NoSuchDefinition(DefinitionKind kind, std::string_view name) {
+  return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
+                         fmt::format("there is no {} '{}'", DefinitionKindName(kind), name), "name");
+}
+
+absl::StatusOr<std::optional<StoredDefinition>> Engine::ReadDefinition(store::StateReader& state, uint32_t ws,
+                                                                       DefinitionKind kind, std::string_view name) {
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(DefinitionKey(ws, kind, name)));
+  if (!bytes) return std::nullopt;
+  auto d = DecodeStoredDefinition(*bytes);
+  if (!d) return absl::DataLossError(fmt::format("the {} '{}' cannot be decoded", DefinitionKindName(kind), name));
+  return d;
+}
+
 absl::StatusOr<DefinitionChange> Engine::Put(
     store::StateTxn& state, uint32_t ws, DefinitionKind kind, const std::string& name,
     const std::string& spec_json, PutMode mode,
     const std::function<absl::StatusOr<std::shared_ptr<const Definitions>>(const Definitions&, uint64_t)>& apply) {
-  const std::string key = DefinitionKey(ws, kind, name);
-  const std::string_view what = kind == DefinitionKind::kComputed ? "computed trait" : "segment";
-  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(key));
-  std::optional<StoredDefinition> existing;
-  if (bytes) {
-    existing = DecodeStoredDefinition(*bytes);
-    if (!existing) return absl::DataLossError(fmt::format("the {} '{}' cannot be decoded", what, name));
-  }
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredDefinition> existing, ReadDefinition(state, ws, kind, name));
   if (mode == PutMode::kCreate && existing) {
     return base::MakeError(absl::StatusCode::kAlreadyExists, "definition_exists",
-                           fmt::format("there is already a {} '{}' (change it with PUT)", what, name), "name");
+                           fmt::format("there is already a {} '{}' (change it with PUT)",
+                                       DefinitionKindName(kind), name),
+                           "name");
   }
-  if (mode == PutMode::kReplace && !existing) {
-    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
-                           fmt::format("there is no {} '{}'", what, name), "name");
-  }
+  if (mode == PutMode::kReplace && !existing) return NoSuchDefinition(kind, name);
   if (existing && existing->spec_json == spec_json) return DefinitionChange{*existing, std::nullopt, false};
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
   const uint64_t version = existing ? existing->version + 1 : 1;
@@ -1041,7 +1047,7 @@ absl::StatusOr<DefinitionChange> Engine::Put(
   const base::Micros now = Now();
   RAPPORT_ASSIGN_OR_RETURN(Job job, QueueJob(state, ws, kind, name, version));
   StoredDefinition stored{version, existing ? existing->created_at : now, now, job.id, spec_json};
-  state.Put(key, EncodeStoredDefinition(stored));
+  state.Put(DefinitionKey(ws, kind, name), EncodeStoredDefinition(stored));
   {
     base::MutexLock lock(&mu_);
     definitions_[ws] = std::move(changed);
@@ -1076,13 +1082,8 @@ absl::StatusOr<Job> Engine::QueueJob(store::StateTxn& state, uint32_t ws, Defini
 
 absl::StatusOr<Job> Engine::Backfill(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
                                      const std::string& name) {
-  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(DefinitionKey(ws, kind, name)));
-  std::optional<StoredDefinition> existing = bytes ? DecodeStoredDefinition(*bytes) : std::nullopt;
-  if (!existing) {
-    return base::MakeError(absl::StatusCode::kNotFound, "definition_not_found",
-                           fmt::format("there is no {} '{}'",
-                                       kind == DefinitionKind::kComputed ? "computed trait" : "segment", name));
-  }
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredDefinition> existing, ReadDefinition(state, ws, kind, name));
+  if (!existing) return NoSuchDefinition(kind, name);
   RAPPORT_ASSIGN_OR_RETURN(Job job, QueueJob(state, ws, kind, name, existing->version));
   existing->job = job.id;
   state.Put(DefinitionKey(ws, kind, name), EncodeStoredDefinition(*existing));

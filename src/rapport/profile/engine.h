@@ -86,6 +86,9 @@ struct TimelinePage {
   std::string next_cursor;          // "" on the last page
 };
 
+// NotFound (404 definition_not_found): there is no such computed trait or segment.
+absl::Status NoSuchDefinition(DefinitionKind kind, std::string_view name);
+
 class Engine final : public store::CommitHook {
  public:
   explicit Engine(EngineOptions options);
@@ -122,6 +125,9 @@ class Engine final : public store::CommitHook {
   // `state`. Any thread.
   absl::StatusOr<std::shared_ptr<const Definitions>> DefinitionsFor(store::StateReader& state,
                                                                     uint32_t ws) const;
+  // The stored definition `name`, or nullopt; DataLoss if it cannot be decoded.
+  static absl::StatusOr<std::optional<StoredDefinition>> ReadDefinition(store::StateReader& state, uint32_t ws,
+                                                                        DefinitionKind kind, std::string_view name);
   static absl::StatusOr<std::vector<StoredDefinition>> ListDefinitions(store::StateReader& state,
                                                                        uint32_t ws, DefinitionKind kind);
   // Writer thread (RunExclusive): adds or changes a definition and queues its backfill job.
