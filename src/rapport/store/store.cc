@@ -32,6 +32,7 @@
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
 #include "rapport/store/internal/keys.h"
+#include "rapport/store/internal/state_cache.h"
 #include <spdlog/spdlog.h>
 
 #include <cstdarg>
@@ -214,23 +215,47 @@ class SnapshotReader final : public StateReader {
   rocksdb::ReadOptions options_;
 };
 
-// The writer thread's view during one commit group: the database plus the group's own writes.
+// The writes of groups applied before the current one whose WriteBatches may not be written
+// yet (the writer applies the next group while the committer writes and syncs the last).
+class EarlierGroups {
+ public:
+  // The newest earlier write of `key` (nullopt inside: deleted), or nullptr if none wrote it.
+  virtual const std::optional<std::string>* Find(std::string_view key) const = 0;
+  // Waits until every earlier group is written: for reads that need the database itself.
+  virtual void Drain() = 0;
+
+ protected:
+  ~EarlierGroups() = default;
+};
+
+using Overlay = std::map<std::string, std::optional<std::string>, std::less<>>;
+
+// The writer thread's view during one commit group: the database plus the writes of earlier
+// groups not yet written plus the group's own writes.
 class GroupTxn final : public StateTxn {
  public:
-  GroupTxn(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events)
-      : db_(db), state_(state), events_(events) {}
+  GroupTxn(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events,
+           internal::StateCache* cache, EarlierGroups* earlier)
+      : db_(db), state_(state), events_(events), cache_(cache), earlier_(earlier) {}
 
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
     if (auto it = overlay_.find(key); it != overlay_.end()) return it->second;
+    if (const std::optional<std::string>* earlier = earlier_->Find(key)) return *earlier;
+    if (const std::optional<std::string>* cached = cache_->Find(key)) return *cached;
     std::string value;
     rocksdb::Status s =
         db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &value);
-    if (s.IsNotFound()) return std::nullopt;
+    if (s.IsNotFound()) {
+      cache_->Put(key, std::nullopt);
+      return std::nullopt;
+    }
     RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading state"));
+    cache_->Put(key, value);
     return value;
   }
   absl::Status Scan(std::string_view prefix, std::string_view from,
                     absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
+    earlier_->Drain();
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
     return MergedScan(it.get(), &overlay_, prefix, from, fn);
   }
@@ -239,6 +264,7 @@ class GroupTxn final : public StateTxn {
       const EventWrite& e = *it->second;
       return StoredEvent{seq, e.workspace, e.timestamp, e.received_at, e.payload};
     }
+    earlier_->Drain();
     return SnapshotReader::ReadStoredEvent(db_, events_, rocksdb::ReadOptions(), seq);
   }
   void Put(std::string_view key, std::string_view value) override {
@@ -248,15 +274,24 @@ class GroupTxn final : public StateTxn {
 
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
   bool empty() const { return overlay_.empty(); }
-  // Moves the group's state writes into `batch`.
-  void WriteTo(rocksdb::WriteBatch* batch) {
-    for (auto& [key, value] : overlay_) {
+  // This group's write of `key`, as EarlierGroups::Find.
+  const std::optional<std::string>* Find(std::string_view key) const {
+    auto it = overlay_.find(key);
+    return it == overlay_.end() ? nullptr : &it->second;
+  }
+  // Adds the group's state writes to `batch`.
+  void WriteTo(rocksdb::WriteBatch* batch) const {
+    for (const auto& [key, value] : overlay_) {
       if (value) {
         batch->Put(state_, key, *value);
       } else {
         batch->Delete(state_, key);
       }
     }
+  }
+  // Once the batch is written: the group's writes become the cache's committed values.
+  void Committed() {
+    for (auto& [key, value] : overlay_) cache_->Update(key, std::move(value));
     overlay_.clear();
   }
 
@@ -264,8 +299,23 @@ class GroupTxn final : public StateTxn {
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* state_;
   rocksdb::ColumnFamilyHandle* events_;
-  std::map<std::string, std::optional<std::string>, std::less<>> overlay_;
+  internal::StateCache* cache_;
+  EarlierGroups* earlier_;
+  Overlay overlay_;
   absl::flat_hash_map<uint64_t, const EventWrite*> group_events_;
+};
+
+// A commit group the writer has applied, on its way through the committer.
+struct Applied {
+  std::vector<Pending> group;
+  std::vector<std::vector<EventResult>> results;  // one per request
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<GroupTxn> txn;  // its state writes, for the groups applied after it
+  absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq of its events
+  size_t events = 0;
+  // Set by the committer (under Impl::mu) once the batch is written, or failed to be.
+  bool written = false;
+  absl::Status status;
 };
 
 }  // namespace
@@ -286,7 +336,7 @@ absl::StatusOr<SyncPolicy> ParseSyncPolicy(std::string_view text) {
                                         text));
 }
 
-struct Store::Impl {
+struct Store::Impl final : EarlierGroups {
   StoreOptions options;
   std::unique_ptr<DedupeExpiryFilter> dedupe_filter;
   std::shared_ptr<rocksdb::Statistics> statistics;
@@ -294,17 +344,31 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
 
   base::Mutex mu;
-  base::CondVar work_cv;  // the writer waits here for commits (or closing)
-  base::CondVar sync_cv;  // the interval syncer waits here (or for closing)
+  base::CondVar work_cv;     // the writer waits here for commits (or closing)
+  base::CondVar commit_cv;   // the committer waits here for applied groups
+  base::CondVar written_cv;  // the writer waits here for the committer
+  base::CondVar sync_cv;     // the interval syncer waits here (or for closing)
   std::deque<Pending> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool closing ABSL_GUARDED_BY(mu) = false;
   bool closed ABSL_GUARDED_BY(mu) = false;
   absl::Status latched ABSL_GUARDED_BY(mu);  // why writes stopped; OK while they go on
+  std::deque<Applied*> to_commit ABSL_GUARDED_BY(mu);  // applied, for the committer, in order
+  bool writer_done ABSL_GUARDED_BY(mu) = false;        // the committer may stop when drained
 
+  // Two threads in a pipeline: the writer takes commit groups from the queue, deduplicates
+  // them and runs the hook (identity, profiles) against the state as it will be once every
+  // earlier group is written; the committer writes and syncs each group's WriteBatch, in order,
+  // and answers its requests. So one group's fsync and memtable inserts overlap the next one's
+  // work. An exclusive task waits until every earlier group is written, then runs and commits
+  // on the writer alone.
   std::thread writer;
+  std::thread committer;
   std::thread syncer;
-  uint64_t next_seq = 1;  // the writer thread's alone after Open
+  // The writer thread's alone after Open.
+  uint64_t next_seq = 1;
+  std::unique_ptr<internal::StateCache> cache;
+  std::deque<std::unique_ptr<Applied>> in_flight;  // applied, not yet folded into the cache
 
   // Metrics (null when options.metrics is null).
   base::Histogram* commit_seconds = nullptr;
@@ -329,12 +393,31 @@ struct Store::Impl {
     return latched;
   }
 
+  // EarlierGroups, for the writer's GroupTxn.
+  const std::optional<std::string>* Find(std::string_view key) const override {
+    for (auto it = in_flight.rbegin(); it != in_flight.rend(); ++it) {
+      if (const std::optional<std::string>* v = (*it)->txn->Find(key)) return v;
+    }
+    return nullptr;
+  }
+  void Drain() override { Fold(0); }
+
+  // Writer: folds the groups the committer has written into the cache, oldest first, waiting
+  // for the oldest while more than `keep` are in flight.
+  void Fold(size_t keep);
+  // Writer: the seq of an event with dedupe key `key` in a group in flight, if any.
+  std::optional<uint64_t> SeenInFlight(const std::string& key) const;
+
   void WriterLoop();
+  void CommitLoop();
   void SyncLoop();
-  void CommitGroup(std::vector<Pending>& group);
+  void ApplyGroup(std::vector<Pending> group);
   void RunTask(Pending& p);
   void RegisterMetrics();
 };
+
+// Groups applied ahead of the committer: enough to keep it busy while the writer works.
+constexpr size_t kMaxInFlight = 2;
 
 void Store::Impl::WriterLoop() {
   // RocksDB counts per-operation statistics in a thread-local context by default; rapport reads
@@ -345,7 +428,7 @@ void Store::Impl::WriterLoop() {
     {
       base::MutexLock lock(&mu);
       while (queue.empty() && !closing) work_cv.Wait(&mu);
-      if (queue.empty()) return;
+      if (queue.empty()) break;
       size_t bytes = 0;
       // An exclusive task commits alone: its failure must not take others' events with it.
       while (!queue.empty() && group.size() < kMaxGroupRequests && bytes < kMaxGroupBytes &&
@@ -358,11 +441,42 @@ void Store::Impl::WriterLoop() {
       if (queue_depth) queue_depth->Set(static_cast<double>(queue.size()));
     }
     if (group.front().task) {
+      Fold(0);
       RunTask(group.front());
     } else {
-      CommitGroup(group);
+      ApplyGroup(std::move(group));
     }
   }
+  Fold(0);
+  base::MutexLock lock(&mu);
+  writer_done = true;
+  commit_cv.Signal();
+}
+
+void Store::Impl::Fold(size_t keep) {
+  while (!in_flight.empty()) {
+    Applied& oldest = *in_flight.front();
+    {
+      base::MutexLock lock(&mu);
+      if (!oldest.written) {
+        if (in_flight.size() <= keep) return;
+        while (!oldest.written) written_cv.Wait(&mu);
+      }
+    }
+    if (oldest.status.ok()) {
+      oldest.txn->Committed();
+    } else {
+      cache->Clear();  // the store is latched; nothing it learnt is worth keeping
+    }
+    in_flight.pop_front();
+  }
+}
+
+std::optional<uint64_t> Store::Impl::SeenInFlight(const std::string& key) const {
+  for (auto it = in_flight.rbegin(); it != in_flight.rend(); ++it) {
+    if (auto s = (*it)->seen.find(key); s != (*it)->seen.end()) return s->second;
+  }
+  return std::nullopt;
 }
 
 void Store::Impl::RunTask(Pending& p) {
@@ -371,7 +485,7 @@ void Store::Impl::RunTask(Pending& p) {
     base::MutexLock lock(&mu);
     status = latched;
   }
-  GroupTxn txn(db, cf[kState], cf[kEvents]);
+  GroupTxn txn(db, cf[kState], cf[kEvents], cache.get(), this);
   if (status.ok()) status = std::move(p.task)(txn);
   if (status.ok() && !txn.empty()) {
     rocksdb::WriteBatch batch;
@@ -379,42 +493,51 @@ void Store::Impl::RunTask(Pending& p) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status ws = db->Write(wo, &batch);
-    if (!ws.ok()) status = Latch(FromRocks(ws, "writing to the store"));
+    if (ws.ok()) {
+      txn.Committed();
+    } else {
+      status = Latch(FromRocks(ws, "writing to the store"));
+    }
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
   std::move(p.task_done)(std::move(status));
 }
 
-void Store::Impl::CommitGroup(std::vector<Pending>& group) {
+void Store::Impl::ApplyGroup(std::vector<Pending> group) {
+  Fold(kMaxInFlight - 1);
   absl::Status status;
   {
     base::MutexLock lock(&mu);
     status = latched;
   }
-  std::vector<std::vector<EventResult>> results(group.size());
-  rocksdb::WriteBatch batch;
+  auto applied = std::make_unique<Applied>();
+  Applied& a = *applied;
+  a.group = std::move(group);
+  a.results.resize(a.group.size());
+  a.txn = std::make_unique<GroupTxn>(db, cf[kState], cf[kEvents], cache.get(), this);
   uint64_t seq = next_seq;
-  size_t events_in_group = 0;
-  GroupTxn txn(db, cf[kState], cf[kEvents]);
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
-    absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq, within this group
     std::string existing;
-    for (size_t r = 0; r < group.size() && status.ok(); ++r) {
-      Pending& p = group[r];
-      results[r].reserve(p.events.size());
+    for (size_t r = 0; r < a.group.size() && status.ok(); ++r) {
+      Pending& p = a.group[r];
+      a.results[r].reserve(p.events.size());
       for (size_t i = 0; i < p.events.size(); ++i) {
         const EventWrite& e = p.events[i];
         std::string dkey = DedupeKey(e.workspace, e.message_id);
-        if (auto it = seen.find(dkey); it != seen.end()) {
-          results[r].push_back({WriteOutcome::kDuplicate, it->second});
+        if (auto it = a.seen.find(dkey); it != a.seen.end()) {
+          a.results[r].push_back({WriteOutcome::kDuplicate, it->second});
+          continue;
+        }
+        if (std::optional<uint64_t> original = SeenInFlight(dkey)) {
+          a.results[r].push_back({WriteOutcome::kDuplicate, *original});
           continue;
         }
         rocksdb::Status gs = db->Get(rocksdb::ReadOptions(), cf[kDedupe], dkey, &existing);
         if (gs.ok()) {
           auto record = DecodeDedupe(existing);
           if (record && record->expires_at > now) {
-            results[r].push_back({WriteOutcome::kDuplicate, record->seq});
+            a.results[r].push_back({WriteOutcome::kDuplicate, record->seq});
             continue;
           }
         } else if (!gs.IsNotFound()) {
@@ -422,55 +545,83 @@ void Store::Impl::CommitGroup(std::vector<Pending>& group) {
           break;
         }
         const uint64_t s = seq++;
-        batch.Put(cf[kEvents], EventKey(s), p.values[i]);
-        batch.Put(cf[kDedupe], dkey, DedupeValue(s, now + options.dedupe_window));
+        a.batch.Put(cf[kEvents], EventKey(s), p.values[i]);
+        a.batch.Put(cf[kDedupe], dkey, DedupeValue(s, now + options.dedupe_window));
         if (!e.user_id.empty()) {
-          batch.Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s),
-                    kIndexValue);
+          a.batch.Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s),
+                      kIndexValue);
         }
         if (!e.anonymous_id.empty()) {
-          batch.Put(cf[kPerson],
-                    PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s),
-                    kIndexValue);
+          a.batch.Put(cf[kPerson],
+                      PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s),
+                      kIndexValue);
         }
-        seen.emplace(std::move(dkey), s);
-        results[r].push_back({WriteOutcome::kStored, s});
-        ++events_in_group;
+        a.seen.emplace(std::move(dkey), s);
+        a.results[r].push_back({WriteOutcome::kStored, s});
+        ++a.events;
         if (options.hook) {
-          txn.AddEvent(s, &e);
-          status = options.hook->Apply(e, s, *p.prepared[i], txn);
+          a.txn->AddEvent(s, &e);
+          status = options.hook->Apply(e, s, *p.prepared[i], *a.txn);
           if (!status.ok()) break;
         }
       }
     }
-    if (status.ok()) txn.WriteTo(&batch);
-  }
-  if (status.ok() && batch.Count() > 0) {
-    rocksdb::WriteOptions wo;
-    wo.sync = options.sync.mode == SyncPolicy::Mode::kAlways;
-    const auto start = std::chrono::steady_clock::now();
-    rocksdb::Status ws = db->Write(wo, &batch);
-    if (commit_seconds) {
-      commit_seconds->Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    if (ws.ok()) {
-      next_seq = seq;
-    } else {
-      status = Latch(FromRocks(ws, "writing to the store"));
-    }
+    if (status.ok()) a.txn->WriteTo(&a.batch);
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
   if (group_requests) {
-    group_requests->Observe(static_cast<double>(group.size()));
-    group_events->Observe(static_cast<double>(events_in_group));
+    group_requests->Observe(static_cast<double>(a.group.size()));
+    group_events->Observe(static_cast<double>(a.events));
   }
-  for (size_t r = 0; r < group.size(); ++r) {
-    if (status.ok()) {
-      std::move(group[r].done)(std::move(results[r]));
-    } else {
-      std::move(group[r].done)(status);
+  if (!status.ok()) {
+    // Nothing of the group is written; later groups never saw its writes.
+    for (Pending& p : a.group) std::move(p.done)(status);
+    return;
+  }
+  next_seq = seq;
+  {
+    base::MutexLock lock(&mu);
+    to_commit.push_back(&a);
+    commit_cv.Signal();
+  }
+  in_flight.push_back(std::move(applied));
+}
+
+void Store::Impl::CommitLoop() {
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  for (;;) {
+    Applied* a;
+    absl::Status status;
+    {
+      base::MutexLock lock(&mu);
+      while (to_commit.empty() && !writer_done) commit_cv.Wait(&mu);
+      if (to_commit.empty()) return;
+      a = to_commit.front();
+      to_commit.pop_front();
+      status = latched;  // a failed write before this one: this group built on it
     }
+    if (status.ok() && a->batch.Count() > 0) {
+      rocksdb::WriteOptions wo;
+      wo.sync = options.sync.mode == SyncPolicy::Mode::kAlways;
+      const auto start = std::chrono::steady_clock::now();
+      rocksdb::Status ws = db->Write(wo, &a->batch);
+      if (commit_seconds) {
+        commit_seconds->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      if (!ws.ok()) status = Latch(FromRocks(ws, "writing to the store"));
+    }
+    for (size_t r = 0; r < a->group.size(); ++r) {
+      if (status.ok()) {
+        std::move(a->group[r].done)(std::move(a->results[r]));
+      } else {
+        std::move(a->group[r].done)(status);
+      }
+    }
+    base::MutexLock lock(&mu);
+    a->status = std::move(status);
+    a->written = true;
+    written_cv.Signal();
   }
 }
 
@@ -526,6 +677,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->dedupe_filter = std::make_unique<DedupeExpiryFilter>(options.clock);
+  impl->cache = std::make_unique<internal::StateCache>(options.state_cache_bytes);
   impl->statistics = rocksdb::CreateDBStatistics();
   impl->statistics->set_stats_level(rocksdb::StatsLevel::kExceptTimeForMutex);
 
@@ -626,6 +778,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   st.RegisterMetrics();
   if (!options.read_only) {
     st.writer = std::thread([&st] { st.WriterLoop(); });
+    st.committer = std::thread([&st] { st.CommitLoop(); });
     if (options.sync.mode == SyncPolicy::Mode::kInterval) {
       st.syncer = std::thread([&st] { st.SyncLoop(); });
     }
@@ -647,6 +800,7 @@ void Store::Close() {
     st.sync_cv.SignalAll();
   }
   if (st.writer.joinable()) st.writer.join();
+  if (st.committer.joinable()) st.committer.join();
   if (st.syncer.joinable()) st.syncer.join();
   if (!st.options.read_only) {
     rocksdb::Status s = st.db->SyncWAL();

@@ -58,6 +58,9 @@ struct StoreOptions {
   // instead of queueing. Defaults: 4096 requests, 256 MiB of payload.
   size_t max_queued_requests = 4096;
   size_t max_queued_bytes = size_t{256} << 20;
+  // Bytes of committed state (identity index, profiles, derived state) the writer keeps in
+  // memory in front of RocksDB; least recently used entries leave first. 0 disables it.
+  size_t state_cache_bytes = size_t{256} << 20;
   // Opens without the store's lock and without writing: for `rapport export` next to a running
   // server. Commits fail with FailedPrecondition.
   bool read_only = false;
@@ -140,12 +143,15 @@ class CommitHook {
   // On the committing caller's thread, for each event: work that needs no state (parsing). An
   // error refuses the whole commit with it.
   virtual absl::StatusOr<std::unique_ptr<PreparedEvent>> Prepare(const EventWrite& event) const = 0;
-  // On the writer thread, once per stored event (not for duplicates), in commit order. An error
-  // fails the commit group: nothing of it is written, every request in it gets the error.
+  // On the writer thread, once per stored event (not for duplicates), in commit order. `state`
+  // reads see every earlier group's writes, written or still on their way to the database. An
+  // error fails the commit group: nothing of it is written, every request in it gets the error.
   virtual absl::Status Apply(const EventWrite& event, uint64_t seq, const PreparedEvent& prepared,
                              StateTxn& state) = 0;
-  // On the writer thread after each group: whether its writes reached the store (a hook that
-  // caches state must drop what it learnt from a group that did not commit).
+  // On the writer thread after each group: whether its writes go to the store (a hook that
+  // caches state must drop what it learnt from a group that does not). An event group's writes
+  // are written after this call; if that write fails, the store latches read-only and nothing
+  // later is applied or committed. An exclusive task's are written before it.
   virtual void AfterGroup(bool committed) = 0;
 };
 
@@ -153,7 +159,7 @@ class CommitHook {
 using StateTask = absl::AnyInvocable<absl::Status(StateTxn&) &&>;
 using TaskCallback = absl::AnyInvocable<void(absl::Status) &&>;
 
-// Called exactly once, on the store's writer thread: keep it short (post elsewhere).
+// Called exactly once, on one of the store's threads: keep it short (post elsewhere).
 using CommitCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<EventResult>>) &&>;
 
 class Store {
@@ -167,8 +173,9 @@ class Store {
 
   // Queues `events` for one atomic WriteBatch. Events whose (workspace, message_id) was stored
   // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
-  // written again and report kDuplicate. `done` is called exactly once: on the writer thread with
-  // one result per event, in order, or Unavailable if the write failed; or at once, on the
+  // written again and report kDuplicate. `done` is called exactly once, on a store thread: once
+  // the group is written (and synced), with one result per event, in order; or with the error
+  // when the hook or the write failed (Unavailable); or at once, on the
   // calling thread, with Unavailable ("overloaded") when the queue is full or the store is
   // latched read-only or closing, FailedPrecondition when it was opened read-only.
   void CommitEvents(std::vector<EventWrite> events, CommitCallback done);

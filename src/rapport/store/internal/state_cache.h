@@ -1,0 +1,72 @@
+// A bounded least-recently-used cache of committed `state` entries, in front of RocksDB for the
+// writer thread: identity index entries, profile records and derived state are read for nearly
+// every event, and a point read through the memtable and the block cache costs more than the
+// work the engine does with the value. It also remembers keys that are absent (most identifiers
+// of a new person). It holds only what is committed: the writer updates the entries a group
+// wrote after the group's WriteBatch is written. Not thread-safe: the writer thread owns it.
+#ifndef RAPPORT_STORE_INTERNAL_STATE_CACHE_H_
+#define RAPPORT_STORE_INTERNAL_STATE_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace rapport::store::internal {
+
+class StateCache {
+ public:
+  // What an entry is counted for beyond its key and value: an estimate of the list node, the
+  // index slot, the strings' headers and the allocator's rounding.
+  static constexpr size_t kEntryOverhead = 160;
+
+  // `capacity` bytes of keys, values and overhead; 0 disables the cache.
+  explicit StateCache(size_t capacity) : capacity_(capacity) {}
+  StateCache(const StateCache&) = delete;
+  StateCache& operator=(const StateCache&) = delete;
+
+  // The cached entry of `key`, marked as just used: nullptr when not cached; otherwise the
+  // value, or nullopt when the key is known to be absent. Valid until the next Put or Clear.
+  const std::optional<std::string>* Find(std::string_view key);
+
+  // Sets `key` to `value` (nullopt: absent), evicting the least recently used entries beyond
+  // the capacity. An entry larger than an eighth of the capacity is not kept.
+  void Put(std::string_view key, std::optional<std::string> value);
+
+  // Put, but only when `key` is cached (as every key read since it was last evicted is): keeps
+  // keys that are only ever written (timelines, indexes) out of the cache.
+  void Update(std::string_view key, std::optional<std::string> value);
+
+  void Clear();
+
+  size_t bytes() const { return bytes_; }
+  size_t entries() const { return index_.size(); }
+  size_t capacity() const { return capacity_; }
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+ private:
+  struct Entry {
+    std::string key;
+    std::optional<std::string> value;
+    size_t Cost() const { return key.size() + (value ? value->size() : 0) + kEntryOverhead; }
+  };
+  using List = std::list<Entry>;
+
+  void Erase(List::iterator it);
+
+  const size_t capacity_;
+  size_t bytes_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  List lru_;  // most recently used first
+  absl::flat_hash_map<std::string_view, List::iterator> index_;  // views into lru_'s keys
+};
+
+}  // namespace rapport::store::internal
+
+#endif  // RAPPORT_STORE_INTERNAL_STATE_CACHE_H_
