@@ -170,21 +170,16 @@ const TraitState* StateFor(const DerivedState& d, const ComputedTraitDef& def) {
 class ProfileEnv final : public Env {
  public:
   ProfileEnv(const ProfileRecord& p, const DerivedState& d, const Definitions& defs, base::Micros now,
-             const std::set<std::string>& in)
+             const absl::flat_hash_set<std::string_view>& in)
       : p_(p), d_(d), defs_(defs), now_(now), in_(in) {}
 
   // Each field is read once per evaluation of all segments (many segments read the same ones).
-  Value Field(Root root, const std::vector<std::string>& path) const override {
-    std::string key(1, static_cast<char>(root));
-    for (const std::string& part : path) {
-      key += '\0';
-      key += part;
-    }
+  Value Field(Root root, const std::vector<std::string>& path, std::string_view key) const override {
     auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(std::move(key), Read(root, path)).first;
+    if (it == cache_.end()) it = cache_.emplace(key, Read(root, path)).first;
     return it->second;
   }
-  bool InSegment(std::string_view name) const override { return in_.contains(std::string(name)); }
+  bool InSegment(std::string_view name) const override { return in_.contains(name); }
   base::Micros Now() const override { return now_; }
 
  private:
@@ -214,8 +209,8 @@ class ProfileEnv final : public Env {
   const DerivedState& d_;
   const Definitions& defs_;
   const base::Micros now_;
-  const std::set<std::string>& in_;
-  mutable absl::flat_hash_map<std::string, Value> cache_;
+  const absl::flat_hash_set<std::string_view>& in_;
+  mutable absl::flat_hash_map<std::string_view, Value> cache_;  // keys live in the definitions
 };
 
 }  // namespace
@@ -316,8 +311,8 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   // Everything is evaluated the first time (a segment may hold for a profile that changed
   // nothing it reads, e.g. !exists(traits.plan)) and when a time change is overdue.
   const bool all = changes.all || !stored_derived_.contains(p.id) || (d.due && d.due <= now_);
-  std::set<std::string> in;
-  absl::flat_hash_set<std::string> moved;  // segments whose membership changed in this evaluation
+  absl::flat_hash_set<std::string_view> in;     // names live in defs_
+  absl::flat_hash_set<std::string_view> moved;  // segments whose membership changed in this evaluation
   bool skipped = false;
   const ProfileEnv env(p, d, defs_, now_, in);
   for (const SegmentDef& seg : defs_.segments()) {
@@ -339,15 +334,17 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   }
   // A segment not evaluated may still change with time: keep its (earlier) due time.
   if (skipped && d.due > now_) next = std::min(next, d.due);
+  std::vector<std::string_view> sorted(in.begin(), in.end());
+  std::sort(sorted.begin(), sorted.end());
   std::vector<Membership> now_in;
-  for (const std::string& name : in) {
+  for (std::string_view name : sorted) {
     auto old = std::lower_bound(d.segments.begin(), d.segments.end(), name,
-                                [](const Membership& m, const std::string& n) { return m.segment < n; });
+                                [](const Membership& m, std::string_view n) { return m.segment < n; });
     if (old != d.segments.end() && old->segment == name) {
       now_in.push_back(*old);
       continue;
     }
-    now_in.push_back({name, now_});
+    now_in.push_back({std::string(name), now_});
     txn_.Put(MemberKey(ws_, name, p.id), EncodeU64(static_cast<uint64_t>(now_)));
     RAPPORT_RETURN_IF_ERROR(AddToCount(name, +1));
     txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, name), "entered");

@@ -28,6 +28,7 @@ struct Expression::Node {
   Value literal;             // kLiteral
   Root root = Root::kTraits;  // kField
   std::vector<std::string> path;
+  std::string key;           // kField: Env::Field's key
   std::vector<Value> items;  // kList
   std::string name;          // kSegment
 };
@@ -541,6 +542,11 @@ class Parser {
       RAPPORT_ASSIGN_OR_RETURN(std::string member, MemberName());
       n.path.push_back(std::move(member));
     }
+    n.key.assign(1, static_cast<char>(n.root));
+    for (const std::string& part : n.path) {
+      n.key += '\0';
+      n.key += part;
+    }
     switch (n.root) {
       case Root::kEvent:
       case Root::kType:
@@ -751,7 +757,7 @@ class Evaluator {
     switch (n.op) {
       case Op::kLiteral: return n.literal;
       case Op::kList: return Value::Missing();
-      case Op::kField: return env_.Field(n.root, n.path);
+      case Op::kField: return env_.Field(n.root, n.path, n.key);
       case Op::kNow: {
         Value v = Value::Time(now_);
         v.now_factor = 1;

@@ -111,7 +111,9 @@ class Env {
  public:
   virtual ~Env() = default;
   // `path` are the member names after the root (after `computed`: the name, then the part).
-  virtual Value Field(Root root, const std::vector<std::string>& path) const = 0;
+  // `key` is root and path in one string, the same for the same field in every expression (a
+  // key for caches); it lives as long as the expression.
+  virtual Value Field(Root root, const std::vector<std::string>& path, std::string_view key) const = 0;
   virtual bool InSegment(std::string_view name) const = 0;
   virtual base::Micros Now() const = 0;
 };

@@ -37,7 +37,7 @@ class TestEnv final : public Env {
   bool churned = false;
   base::Micros now = kNow;
 
-  Value Field(Root root, const std::vector<std::string>& path) const override {
+  Value Field(Root root, const std::vector<std::string>& path, std::string_view) const override {
     const auto& map = root == Root::kTraits ? traits : computed;
     auto it = map.find(path[0]);
     return it == map.end() ? Value::Missing() : it->second;
