@@ -8,10 +8,12 @@
 
 namespace rapport::bench {
 
-inline void AppendEvent(std::string* out, const std::string& run, uint64_t n) {
+// Event `n` of a run is about user (n × 2654435761) mod `users`: a permutation of the users for
+// every `users` consecutive events, so each person comes back at the same pace.
+inline void AppendEvent(std::string* out, const std::string& run, uint64_t n, uint64_t users = 50000) {
   static const char* kCategories[] = {"boilers", "thermostats", "radiators", "filters", "tools"};
   static const char* kLocales[] = {"nl-NL", "en-GB", "nl-BE", "de-DE"};
-  const uint64_t user = (n * 2654435761u) % 50000;
+  const uint64_t user = (n * 2654435761u) % users;
   const char* category = kCategories[n % 5];
   const char* locale = kLocales[(n / 5) % 4];
   char buf[1400];
@@ -54,12 +56,12 @@ inline void AppendEvent(std::string* out, const std::string& run, uint64_t n) {
 }
 
 // {"batch":[…]} of `count` events numbered from `first`.
-inline std::string Batch(const std::string& run, uint64_t first, int count) {
+inline std::string Batch(const std::string& run, uint64_t first, int count, uint64_t users = 50000) {
   std::string body = "{\"batch\":[";
   body.reserve(count * 700);
   for (int i = 0; i < count; ++i) {
     if (i) body += ',';
-    AppendEvent(&body, run, first + i);
+    AppendEvent(&body, run, first + i, users);
   }
   body += "]}";
   return body;

@@ -1,10 +1,15 @@
 // Load driver for `POST /v1/batch`: `--connections` keep-alive connections each send batches of
-// `--batch` realistic events. With `--rate 0` (closed loop) each connection sends as fast as it
-// is answered: the peak throughput. With `--rate R` (open loop, events/s over all connections)
-// each request has a scheduled start and its latency counts from then, so a slow answer is not
-// hidden by sending the next request later (no coordinated omission).
+// `--batch` realistic events about `--users` people. With `--rate 0` (closed loop) each
+// connection sends as fast as it is answered: the peak throughput. With `--rate R` (open loop,
+// events/s over all connections) each request has a scheduled start and its latency counts
+// from then, so a slow answer is not hidden by sending the next request later (no coordinated
+// omission). `--events N` stops after N events instead of after `--seconds`.
 //
-// Prints one line: events/s, requests, non-200 answers, and ack latency p50/p99/p999 in ms.
+// With `--read-key K` it reads instead: GET /api/v1/profiles/lookup?userId=user-N for random N
+// below `--users`, with the secret key K, at `--rate` reads/s (open loop). A 404 (a person not
+// ingested yet) counts as an answer; other non-200s as errors.
+//
+// Prints one line: events/s (reads/s), requests, errors, and latency p50/p99/p999 in ms.
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -16,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,9 +34,10 @@ namespace http = beast::http;
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1", port = "8080", key;
+  std::string host = "127.0.0.1", port = "8080", key, read_key;
   int connections = 16, batch = 100;
   double seconds = 10, rate = 0;
+  uint64_t users = 50000, max_events = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--address") {
@@ -41,17 +48,23 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(v.c_str());
     else if (a == "--seconds") seconds = std::atof(v.c_str());
     else if (a == "--rate") rate = std::atof(v.c_str());
+    else if (a == "--users") users = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--events") max_events = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--read-key") read_key = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
     }
   }
-  if (key.empty()) {
-    std::fprintf(stderr, "usage: rapport-bench-ingest --address HOST:PORT --write-key K "
-                         "[--connections N] [--batch N] [--seconds S] [--rate EVENTS_PER_S]\n");
+  if (key.empty() == read_key.empty() || users == 0) {
+    std::fprintf(stderr, "usage: rapport-bench-ingest --address HOST:PORT (--write-key K | --read-key K) "
+                         "[--connections N] [--batch N] [--seconds S] [--rate PER_S] [--users N] "
+                         "[--events N]\n");
     return 2;
   }
-  const std::string auth = "Basic " + [&] {
+  const bool reads = !read_key.empty();
+  if (reads) batch = 1;
+  const std::string auth = reads ? "Bearer " + read_key : "Basic " + [&] {
     std::string plain = key + ":";
     std::string out(beast::detail::base64::encoded_size(plain.size()), '\0');
     out.resize(beast::detail::base64::encode(out.data(), plain.data(), plain.size()));
@@ -77,6 +90,7 @@ int main(int argc, char** argv) {
       stream.connect(resolver.resolve(host, port));
       beast::flat_buffer buffer;
       std::vector<double> mine;
+      std::mt19937_64 rng(c + 1);
       auto scheduled = start + (interval * c) / std::max(connections, 1);
       while (true) {
         if (rate > 0) {
@@ -86,11 +100,20 @@ int main(int argc, char** argv) {
           break;
         }
         const uint64_t first = next_event.fetch_add(batch);
-        http::request<http::string_body> req(http::verb::post, "/v1/batch", 11);
+        if (max_events && first >= max_events) break;
+        http::request<http::string_body> req;
+        req.version(11);
+        if (reads) {
+          req.method(http::verb::get);
+          req.target("/api/v1/profiles/lookup?userId=user-" + std::to_string(rng() % users));
+        } else {
+          req.method(http::verb::post);
+          req.target("/v1/batch");
+          req.set(http::field::content_type, "application/json");
+          req.body() = rapport::bench::Batch(run, first, batch, users);
+        }
         req.set(http::field::host, host);
         req.set(http::field::authorization, auth);
-        req.set(http::field::content_type, "application/json");
-        req.body() = rapport::bench::Batch(run, first, batch);
         req.prepare_payload();
         const auto sent = rate > 0 ? scheduled : Clock::now();
         http::write(stream, req);
@@ -98,7 +121,8 @@ int main(int argc, char** argv) {
         http::read(stream, buffer, res);
         mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
         requests++;
-        if (res.result_int() == 200) events += batch; else errors++;
+        const bool ok = res.result_int() == 200 || (reads && res.result_int() == 404);
+        if (ok) events += batch; else errors++;
         scheduled += interval;
       }
       std::lock_guard lock(mu);

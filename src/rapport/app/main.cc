@@ -46,17 +46,11 @@ int Fail(const absl::Status& status) {
 }
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data, bool read_only,
-                                                        store::SyncPolicy sync = {},
-                                                        base::Registry* metrics = nullptr,
-                                                        int dedupe_days = 7,
                                                         store::CommitHook* hook = nullptr) {
   store::StoreOptions options;
   options.hook = hook;
   options.path = data;
-  options.dedupe_window = dedupe_days * base::kMicrosPerDay;
   options.read_only = read_only;
-  options.sync = sync;
-  options.metrics = metrics;
   return store::Store::Open(options);
 }
 
@@ -118,6 +112,8 @@ struct ServeFlags {
   int threads = 0;
   size_t max_connections = 4096;
   int dedupe_days = 7;
+  size_t state_cache_mb = 256;
+  size_t block_cache_mb = 256;
 };
 
 // Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.
@@ -161,7 +157,15 @@ int Serve(const ServeFlags& flags) {
 
   base::Registry metrics;
   profile::Engine profiles({.metrics = &metrics});
-  auto store = OpenStore(flags.data, /*read_only=*/false, *sync, &metrics, flags.dedupe_days, &profiles);
+  store::StoreOptions store_options;
+  store_options.path = flags.data;
+  store_options.sync = *sync;
+  store_options.metrics = &metrics;
+  store_options.dedupe_window = flags.dedupe_days * base::kMicrosPerDay;
+  store_options.hook = &profiles;
+  store_options.state_cache_bytes = flags.state_cache_mb << 20;
+  store_options.block_cache_bytes = flags.block_cache_mb << 20;
+  auto store = store::Store::Open(store_options);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
@@ -284,7 +288,7 @@ int Import(const std::string& data, const std::string& file, const std::string& 
   std::ifstream in(file);
   if (!in) return Fail(absl::NotFoundError(fmt::format("cannot read {}", file)));
   profile::Engine profiles({});
-  auto store = OpenStore(data, /*read_only=*/false, {}, nullptr, 7, &profiles);
+  auto store = OpenStore(data, /*read_only=*/false, &profiles);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
@@ -354,7 +358,7 @@ int Backfill(const std::string& data, const std::string& definitions, const std:
              const std::vector<std::string>& computed, const std::vector<std::string>& segments) {
   base::Registry metrics;
   profile::Engine profiles({.metrics = &metrics});
-  auto store = OpenStore(data, /*read_only=*/false, {}, nullptr, 7, &profiles);
+  auto store = OpenStore(data, /*read_only=*/false, &profiles);
   if (!store.ok()) return Fail(store.status());
   auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
   if (!workspaces.ok()) return Fail(workspaces.status());
@@ -431,6 +435,14 @@ int main(int argc, char** argv) {
                         "Days a messageId is remembered for deduplication")
       ->capture_default_str()
       ->check(CLI::Range(1, 3650));
+  serve_cmd->add_option("--state-cache-mb", serve.state_cache_mb,
+                        "MiB of identity index, profiles and computed state kept in memory for ingest (0 = none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  serve_cmd->add_option("--block-cache-mb", serve.block_cache_mb,
+                        "MiB of RocksDB's block cache (data, index and filter blocks)")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 1 << 20));
 
   std::string data = "./var", name, since, workspace, file;
   bool as_json = false, operator_key = false;

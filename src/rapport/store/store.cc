@@ -1,5 +1,6 @@
 #include "rapport/store/store.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -12,6 +13,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -340,6 +342,7 @@ struct Store::Impl final : EarlierGroups {
   StoreOptions options;
   std::unique_ptr<DedupeExpiryFilter> dedupe_filter;
   std::shared_ptr<rocksdb::Statistics> statistics;
+  std::shared_ptr<rocksdb::Cache> block_cache;
   rocksdb::DB* db = nullptr;
   rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
 
@@ -369,6 +372,22 @@ struct Store::Impl final : EarlierGroups {
   uint64_t next_seq = 1;
   std::unique_ptr<internal::StateCache> cache;
   std::deque<std::unique_ptr<Applied>> in_flight;  // applied, not yet folded into the cache
+  // What /metrics reads; the registry's collector keeps it, and may outlive the store.
+  struct Probe {
+    base::Mutex mu;
+    rocksdb::DB* db ABSL_GUARDED_BY(mu) = nullptr;  // null once the store is closed
+    rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
+    std::shared_ptr<rocksdb::Cache> block_cache;
+    // The state cache's figures, published by the writer after each group.
+    std::atomic<uint64_t> cache_bytes{0}, cache_hits{0}, cache_misses{0};
+  };
+  std::shared_ptr<Probe> probe;  // null without metrics
+  void PublishCacheStats() {
+    if (!probe) return;
+    probe->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
+    probe->cache_hits.store(cache->hits(), std::memory_order_relaxed);
+    probe->cache_misses.store(cache->misses(), std::memory_order_relaxed);
+  }
 
   // Metrics (null when options.metrics is null).
   base::Histogram* commit_seconds = nullptr;
@@ -500,6 +519,7 @@ void Store::Impl::RunTask(Pending& p) {
     }
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
+  PublishCacheStats();
   std::move(p.task_done)(std::move(status));
 }
 
@@ -569,6 +589,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
     if (status.ok()) a.txn->WriteTo(&a.batch);
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
+  PublishCacheStats();
   if (group_requests) {
     group_requests->Observe(static_cast<double>(a.group.size()));
     group_events->Observe(static_cast<double>(a.events));
@@ -656,6 +677,43 @@ void Store::Impl::RegisterMetrics() {
                                   "Failed writes to the store (each latches it read-only).");
   queue_full = &m->GetCounter("rapport_store_queue_full_total",
                               "Commits refused because the commit queue was full.");
+  probe = std::make_shared<Probe>();
+  probe->db = db;
+  for (int i = 0; i < kNumCfs; ++i) probe->cf[i] = cf[i];
+  probe->block_cache = block_cache;
+  m->AddCollector([probe = probe](std::string* out) {
+    base::MutexLock lock(&probe->mu);
+    if (!probe->db) return;
+    auto per_cf = [&](const char* name, const char* help, const std::string& property) {
+      absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
+      uint64_t v = 0;
+      for (int i = 0; i < kNumCfs; ++i) {
+        if (probe->db->GetIntProperty(probe->cf[i], property, &v)) {
+          absl::StrAppend(out, name, "{cf=\"", kCfNames[i], "\"} ", v, "\n");
+        }
+      }
+    };
+    per_cf("rapport_store_sst_bytes", "Bytes of table files on disk, per column family.",
+           "rocksdb.total-sst-files-size");
+    per_cf("rapport_store_memtable_bytes", "Bytes of memtables, per column family.",
+           "rocksdb.cur-size-all-mem-tables");
+    per_cf("rapport_store_keys_estimate", "RocksDB's estimate of the keys, per column family.",
+           "rocksdb.estimate-num-keys");
+    absl::StrAppend(
+        out,
+        "# HELP rapport_store_block_cache_bytes Bytes in RocksDB's block cache (data, index and filter blocks).\n"
+        "# TYPE rapport_store_block_cache_bytes gauge\n"
+        "rapport_store_block_cache_bytes ", probe->block_cache->GetUsage(), "\n",
+        "# HELP rapport_store_state_cache_bytes Bytes in the writer's cache of committed state.\n"
+        "# TYPE rapport_store_state_cache_bytes gauge\n"
+        "rapport_store_state_cache_bytes ", probe->cache_bytes.load(std::memory_order_relaxed), "\n",
+        "# HELP rapport_store_state_cache_hits_total Reads of state answered by the writer's cache.\n"
+        "# TYPE rapport_store_state_cache_hits_total counter\n"
+        "rapport_store_state_cache_hits_total ", probe->cache_hits.load(std::memory_order_relaxed), "\n",
+        "# HELP rapport_store_state_cache_misses_total Reads of state the writer's cache could not answer.\n"
+        "# TYPE rapport_store_state_cache_misses_total counter\n"
+        "rapport_store_state_cache_misses_total ", probe->cache_misses.load(std::memory_order_relaxed), "\n");
+  });
   std::shared_ptr<rocksdb::Statistics> stats = statistics;
   m->AddCollector([stats](std::string* out) {
     rocksdb::HistogramData wal;
@@ -700,9 +758,17 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.info_log = std::make_shared<SpdlogLogger>();
 
-  auto table_options = [](bool bloom) {
+  // Memory stays bounded however large the store grows: every column family's data, index and
+  // filter blocks share one LRU cache (index and filter blocks otherwise stay in memory for
+  // every table file, growing with the data), next to the memtables and the state cache.
+  impl->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  auto table_options = [&](bool bloom) {
     rocksdb::BlockBasedTableOptions t;
     if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    t.block_cache = impl->block_cache;
+    t.cache_index_and_filter_blocks = true;
+    t.cache_index_and_filter_blocks_with_high_priority = true;
+    t.pin_l0_filter_and_index_blocks_in_cache = true;
     return rocksdb::NewBlockBasedTableFactory(t);
   };
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -805,6 +871,10 @@ void Store::Close() {
   if (!st.options.read_only) {
     rocksdb::Status s = st.db->SyncWAL();
     if (!s.ok()) RAPPORT_BUG(absl::StrCat("final WAL sync failed: ", s.ToString()));
+  }
+  if (st.probe) {
+    base::MutexLock lock(&st.probe->mu);
+    st.probe->db = nullptr;
   }
   for (auto*& handle : st.cf) {
     if (handle) st.db->DestroyColumnFamilyHandle(handle);
