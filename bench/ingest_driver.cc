@@ -3,7 +3,8 @@
 // connection sends as fast as it is answered: the peak throughput. With `--rate R` (open loop,
 // events/s over all connections) each request has a scheduled start and its latency counts
 // from then, so a slow answer is not hidden by sending the next request later (no coordinated
-// omission). `--events N` stops after N events instead of after `--seconds`.
+// omission). `--events N` stops after N events instead of after `--seconds`; `--first N`
+// numbers the events from N (to continue where an earlier run stopped).
 //
 // With `--read-key K` it reads instead: GET /api/v1/profiles/lookup?userId=user-N for random N
 // below `--users`, with the secret key K, at `--rate` reads/s (open loop). A 404 (a person not
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1", port = "8080", key, read_key;
   int connections = 16, batch = 100;
   double seconds = 10, rate = 0;
-  uint64_t users = 50000, max_events = 0;
+  uint64_t users = 50000, max_events = 0, first_event = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--address") {
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     else if (a == "--rate") rate = std::atof(v.c_str());
     else if (a == "--users") users = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--events") max_events = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--first") first_event = std::strtoull(v.c_str(), nullptr, 10);
     else if (a == "--read-key") read_key = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
   if (key.empty() == read_key.empty() || users == 0) {
     std::fprintf(stderr, "usage: rapport-bench-ingest --address HOST:PORT (--write-key K | --read-key K) "
                          "[--connections N] [--batch N] [--seconds S] [--rate PER_S] [--users N] "
-                         "[--events N]\n");
+                         "[--events N] [--first N]\n");
     return 2;
   }
   const bool reads = !read_key.empty();
@@ -99,8 +101,8 @@ int main(int argc, char** argv) {
         } else if (Clock::now() >= end) {
           break;
         }
-        const uint64_t first = next_event.fetch_add(batch);
-        if (max_events && first >= max_events) break;
+        const uint64_t first = first_event + next_event.fetch_add(batch);
+        if (max_events && first >= first_event + max_events) break;
         http::request<http::string_body> req;
         req.version(11);
         if (reads) {

@@ -761,13 +761,22 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   // Memory stays bounded however large the store grows: every column family's data, index and
   // filter blocks share one LRU cache (index and filter blocks otherwise stay in memory for
   // every table file, growing with the data), next to the memtables and the state cache.
-  impl->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  // Filters and indexes are partitioned into small blocks (a whole-file filter of a large table
+  // is megabytes, and would be read from disk again for each lookup once the cache evicts it);
+  // only their small top levels are pinned.
+  impl->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes, /*num_shard_bits=*/4);
   auto table_options = [&](bool bloom) {
     rocksdb::BlockBasedTableOptions t;
-    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    if (bloom) {
+      t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      t.partition_filters = true;
+    }
+    t.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+    t.metadata_block_size = 4096;
     t.block_cache = impl->block_cache;
     t.cache_index_and_filter_blocks = true;
     t.cache_index_and_filter_blocks_with_high_priority = true;
+    t.pin_top_level_index_and_filter = true;
     t.pin_l0_filter_and_index_blocks_in_cache = true;
     return rocksdb::NewBlockBasedTableFactory(t);
   };
