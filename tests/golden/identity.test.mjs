@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { startServer, post, get, cleanup } from '../lib/server.mjs';
+import { startServer, post, put, get, cleanup } from '../lib/server.mjs';
 
 const dir = new URL('./identity/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
@@ -22,6 +22,15 @@ for (const file of files) {
         if (step.send) {
           const r = await post(server, '/v1/batch', { batch: step.send });
           assert.equal(r.status, 200, r.text);
+        }
+        if (step.settings) {
+          const r = await put(server, '/api/v1/settings/merge-protection', step.settings,
+            { key: null, headers: { Authorization: `Bearer ${server.secretKey}` } });
+          assert.equal(r.status, step.status, r.text);
+          if (step.code) {
+            assert.equal(r.json.error.code, step.code);
+            assert.equal(r.json.error.field, step.field);
+          }
         }
         if (step.split) {
           const owner = await lookup(server, step.split.profile_of);
@@ -57,6 +66,11 @@ for (const file of files) {
         const r = await lookup(server, query);
         assert.equal(r.status, 404, `${query} must belong to no profile: ${r.text}`);
         assert.equal(r.json.error.code, 'profile_not_found');
+      }
+      if (c.merge_protection) {
+        const r = await get(server, '/api/v1/settings/merge-protection');
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json, c.merge_protection);
       }
       for (const want of c.refused ?? []) {
         const r = await lookup(server, want.lookup);

@@ -59,9 +59,18 @@ export function basic(writeKey) {
   return 'Basic ' + Buffer.from(`${writeKey}:`).toString('base64');
 }
 
-export async function post(server, path, body, { key = server.writeKey, headers = {} } = {}) {
+export async function post(server, path, body, options = {}) {
+  return send('POST', server, path, body, options);
+}
+
+export async function put(server, path, body, options = {}) {
+  return send('PUT', server, path, body, options);
+}
+
+// A request with a JSON (or raw) body; the write key as HTTP Basic unless `key` is null.
+async function send(method, server, path, body, { key = server.writeKey, headers = {} } = {}) {
   const res = await fetch(server.url + path, {
-    method: 'POST',
+    method,
     headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: basic(key) } : {}), ...headers },
     body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
   });

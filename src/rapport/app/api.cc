@@ -11,6 +11,7 @@
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
+#include "rapport/identity/rules_json.h"
 #include "rapport/profile/json.h"
 #include "rapport/wire/definition_json.h"
 #include "rapport/wire/json_text.h"
@@ -470,6 +471,33 @@ void SegmentMembers(const Services& s, Request&& req, Responder&& respond) {
   }());
 }
 
+// The workspace's merge protection (docs/api/settings.md).
+void GetMergeProtection(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules,
+                             s.profiles->RulesFor(*reader, key.workspace));
+    return Json(200, identity::MergeRulesJson(*rules));
+  }());
+}
+
+void PutMergeProtection(const Services& s, Request&& req, Responder&& respond) {
+  auto key = RequireScope(s, req, "definitions:write");
+  if (!key.ok()) return Answer(std::move(respond), key.status());
+  auto rules = identity::ParseMergeRules(req.body);
+  if (!rules.ok()) return Answer(std::move(respond), rules.status());
+  s.store->RunExclusive(
+      [s, ws = key->workspace, rules = *rules](store::StateTxn& txn) {
+        s.profiles->PutRules(txn, ws, rules);
+        return absl::OkStatus();
+      },
+      [rules = *rules, respond = std::move(respond)](absl::Status status) mutable {
+        if (!status.ok()) return Answer(std::move(respond), status);
+        std::move(respond).Later([rules] { return Json(200, identity::MergeRulesJson(rules)); });
+      });
+}
+
 void WhoAmI(const Services& s, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     auto token = trust::BearerToken(req.authorization);
@@ -584,6 +612,9 @@ std::vector<http::Route> Routes(const Services& s) {
   routes.push_back(route(Method::kGet, "/api/v1/segments/{name}/members", "segment_members", SegmentMembers));
   routes.push_back(route(Method::kGet, "/api/v1/jobs/{id}", "job", GetJob));
   routes.push_back(route(Method::kGet, "/api/v1/whoami", "whoami", WhoAmI));
+  routes.push_back(route(Method::kGet, "/api/v1/settings/merge-protection", "merge_protection", GetMergeProtection));
+  routes.push_back(route(Method::kPut, "/api/v1/settings/merge-protection", "merge_protection_put",
+                         PutMergeProtection));
   routes.push_back(route(Method::kGet, "/console", "console", ConsoleFile));
   routes.push_back(route(Method::kGet, "/console/{file}", "console_file", ConsoleFile));
   routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",

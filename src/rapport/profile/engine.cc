@@ -12,6 +12,7 @@
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
+#include "rapport/identity/rules_json.h"
 #include "rapport/wire/event_facts.h"
 
 namespace rapport::profile {
@@ -515,7 +516,9 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
 
 absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base::Micros ts,
                                                  uint64_t seq, bool allow_rebuild) {
-  const identity::MergeRules& rules = engine_.options_.rules;
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules_of_ws,
+                           engine_.RulesFor(txn_, ws_));
+  const identity::MergeRules& rules = *rules_of_ws;
   const OrderKey key{ts, f.message_id};
 
   // Normalise; a value that identifies nobody is recorded on the profile, not linked.
@@ -841,11 +844,42 @@ void Engine::AfterGroup(bool committed) {
   separations_.clear();
   base::MutexLock lock(&mu_);
   definitions_.clear();
+  rules_.clear();
+}
+
+absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::RulesFor(store::StateReader& state,
+                                                                             uint32_t ws) const {
+  {
+    base::MutexLock lock(&mu_);
+    auto it = rules_.find(ws);
+    if (it != rules_.end()) return it->second;
+  }
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(MergeRulesKey(ws)));
+  std::shared_ptr<const identity::MergeRules> loaded;
+  if (stored) {
+    auto parsed = identity::ParseMergeRules(*stored);
+    if (!parsed.ok()) {
+      return absl::DataLossError(fmt::format("the merge protection settings of workspace {} cannot be read: {}",
+                                             ws, base::AsStd(parsed.status().message())));
+    }
+    loaded = std::make_shared<const identity::MergeRules>(*std::move(parsed));
+  } else {
+    loaded = std::make_shared<const identity::MergeRules>(options_.rules);
+  }
+  base::MutexLock lock(&mu_);
+  return rules_.try_emplace(ws, std::move(loaded)).first->second;
+}
+
+void Engine::PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules) {
+  state.Put(MergeRulesKey(ws), identity::MergeRulesJson(rules));
+  base::MutexLock lock(&mu_);
+  rules_[ws] = std::make_shared<const identity::MergeRules>(rules);
 }
 
 absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint32_t ws, uint64_t id,
                                                     const wire::RawIdentifier& raw) {
-  RAPPORT_ASSIGN_OR_RETURN(Identifier apart, identity::Normalize(raw, options_.rules));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, RulesFor(state, ws));
+  RAPPORT_ASSIGN_OR_RETURN(Identifier apart, identity::Normalize(raw, *rules));
   RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, ws).status());
   identity::Separations& separations = separations_[ws];
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
@@ -920,7 +954,8 @@ absl::StatusOr<ProfileRecord> Engine::Read(store::StateReader& state, uint32_t w
 
 absl::StatusOr<ProfileRecord> Engine::Lookup(store::StateReader& state, uint32_t ws,
                                              const wire::RawIdentifier& raw) const {
-  RAPPORT_ASSIGN_OR_RETURN(Identifier id, identity::Normalize(raw, options_.rules));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, RulesFor(state, ws));
+  RAPPORT_ASSIGN_OR_RETURN(Identifier id, identity::Normalize(raw, *rules));
   RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, state.Get(IdentifierKey(ws, id)));
   auto pid = value ? DecodeProfileId(*value) : std::nullopt;
   if (!pid) {

@@ -45,7 +45,8 @@
 namespace rapport::profile {
 
 struct EngineOptions {
-  // Merge protection for every workspace (docs/identity.md has the defaults).
+  // Merge protection of every workspace without settings of its own (docs/identity.md has the
+  // defaults).
   identity::MergeRules rules;
   // Bounds of one rebuild: profiles (default 64) and events (default 100,000). A rebuild runs on
   // the store's writer thread and holds up every commit meanwhile.
@@ -163,8 +164,15 @@ class Engine final : public store::CommitHook {
   absl::StatusOr<MembersPage> Members(store::StateReader& state, uint32_t ws, std::string_view segment,
                                       std::string_view cursor, size_t limit) const;
 
+  // --- Merge protection per workspace (docs/api/settings.md).
+  // The rules of `ws`: its own, or EngineOptions::rules if it has none. Any thread.
+  absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateReader& state,
+                                                                       uint32_t ws) const;
+  // Writer thread (RunExclusive): sets the rules of `ws`. They decide every link from the next
+  // event on; profiles already linked stay as they are (a split undoes a merge).
+  void PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules);
+
   base::Micros Now() const { return options_.clock->Now(); }
-  const identity::MergeRules& rules() const { return options_.rules; }
 
  private:
   class Run;
@@ -190,6 +198,8 @@ class Engine final : public store::CommitHook {
   // Definitions per workspace, as committed (or about to be, by the writer).
   mutable base::Mutex mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Definitions>> definitions_
+      ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const identity::MergeRules>> rules_
       ABSL_GUARDED_BY(mu_);
   base::Counter* merges_ = nullptr;
   base::Counter* blocked_ = nullptr;

@@ -12,6 +12,7 @@
 #include "rapport/base/clock.h"
 #include "rapport/base/error.h"
 #include "rapport/base/endian.h"
+#include "rapport/identity/rules_json.h"
 #include "tests/lib/temp_dir.h"
 
 namespace rapport::profile {
@@ -40,11 +41,11 @@ class Harness {
     so.hook = &engine_;
     store_ = *store::Store::Open(so);
   }
-  void Send(std::vector<Ev> events) {
+  void Send(std::vector<Ev> events, uint32_t ws = kWs) {
     std::vector<store::EventWrite> writes;
     for (Ev& e : events) {
       store::EventWrite w;
-      w.workspace = kWs;
+      w.workspace = ws;
       w.message_id = e.message_id;
       w.timestamp = e.ts;
       w.received_at = e.ts;
@@ -54,9 +55,9 @@ class Harness {
     auto r = store_->CommitEventsAndWait(std::move(writes));
     ASSERT_TRUE(r.ok()) << r.status();
   }
-  absl::StatusOr<ProfileRecord> Lookup(std::string type, std::string value) {
+  absl::StatusOr<ProfileRecord> Lookup(std::string type, std::string value, uint32_t ws = kWs) {
     auto reader = store_->NewStateReader();
-    return engine_.Lookup(*reader, kWs, {std::move(type), std::move(value), "test"});
+    return engine_.Lookup(*reader, ws, {std::move(type), std::move(value), "test"});
   }
   std::vector<std::string> TimelineIds(uint64_t id) {
     auto reader = store_->NewStateReader();
@@ -248,6 +249,34 @@ TEST(Engine, MergeProtectionIsRecordedOnBothProfiles) {
   EXPECT_EQ(ann.blocked[1].identifier, "user_id:null");
   EXPECT_NE(ann.blocked[1].reason.find("blocked value"), std::string::npos);
   EXPECT_EQ(ann.blocked_total, 2u);
+}
+
+// Each workspace links by its own rules; one without settings keeps the engine's defaults, and
+// settings survive a restart (they are read back from the store).
+TEST(Engine, MergeProtectionIsPerWorkspace) {
+  Harness h;
+  identity::MergeRules lenient;
+  lenient.max_per_type = {{"user_id", 2}};
+  lenient.blocked_values = {"kiosk-7"};
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& txn) {
+    h.engine().PutRules(txn, 2, lenient);
+    return absl::OkStatus();
+  }).ok());
+  for (uint32_t ws : {kWs, uint32_t{2}}) {
+    h.Send({Make("a", 100, "track", R"("userId":"ann","anonymousId":"kiosk","event":"x")"),
+            Make("b", 200, "track", R"("userId":"bob","anonymousId":"kiosk","event":"x")"),
+            Make("c", 300, "track", R"("userId":"bob","anonymousId":"kiosk-7","event":"x")")},
+           ws);
+  }
+  EXPECT_NE(h.Lookup("user_id", "ann")->id, h.Lookup("user_id", "bob")->id);
+  EXPECT_TRUE(h.Lookup("anonymous_id", "kiosk-7").ok());
+  EXPECT_EQ(h.Lookup("user_id", "ann", 2)->id, h.Lookup("user_id", "bob", 2)->id);
+  EXPECT_EQ(base::GetErrorDetails(h.Lookup("anonymous_id", "kiosk-7", 2).status()).code, "blocked_value");
+
+  Engine fresh({});
+  auto reader = h.store().NewStateReader();
+  EXPECT_EQ(identity::MergeRulesJson(**fresh.RulesFor(*reader, 2)), identity::MergeRulesJson(lenient));
+  EXPECT_EQ(identity::MergeRulesJson(**fresh.RulesFor(*reader, kWs)), identity::MergeRulesJson({}));
 }
 
 TEST(Engine, AliasLinksPreviousIdToUserId) {

@@ -197,6 +197,7 @@ std::string TimelineKey(uint32_t ws, uint64_t id, base::Micros ts, uint64_t seq)
 
 std::string NextIdKey(uint32_t ws) { return WsKey('n', ws); }
 std::string SeparationPrefix(uint32_t ws) { return WsKey('x', ws); }
+std::string MergeRulesKey(uint32_t ws) { return WsKey('r', ws); }
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id) { return IdKey('x', ws, id); }
 
 std::optional<uint64_t> DecodeProfileId(std::string_view value) {

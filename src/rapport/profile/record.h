@@ -94,6 +94,7 @@ std::string TimelinePrefix(uint32_t ws, uint64_t id);                     // 't'
 std::string TimelineKey(uint32_t ws, uint64_t id, base::Micros ts, uint64_t seq);
 std::string NextIdKey(uint32_t ws);                                       // 'n' ws
 std::string SeparationPrefix(uint32_t ws);                                // 'x' ws
+std::string MergeRulesKey(uint32_t ws);                                   // 'r' ws → rules JSON
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id);
 
 // Decoders for the parts of keys and values above.

@@ -1,0 +1,70 @@
+#include "rapport/identity/rules_json.h"
+
+#include <gtest/gtest.h>
+
+#include "rapport/base/error.h"
+
+namespace rapport::identity {
+namespace {
+
+TEST(MergeRulesJson, DefaultsRoundTripAndOmittedMembersKeepTheirDefaults) {
+  const MergeRules defaults;
+  auto back = ParseMergeRules(MergeRulesJson(defaults));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(MergeRulesJson(*back), MergeRulesJson(defaults));
+  auto empty = ParseMergeRules("{}");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(MergeRulesJson(*empty), MergeRulesJson(defaults));
+}
+
+TEST(MergeRulesJson, ReadsEveryMember) {
+  auto rules = ParseMergeRules(R"({"priority":["email","user_id","*"],"max_per_type":{"email":1,"user_id":2},
+      "default_max":3,"blocked_values":["  N/A ","test@example.com","n/a"],"default_country_code":"31"})");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ(rules->priority, (std::vector<std::string>{"email", "user_id", "*"}));
+  EXPECT_EQ(rules->MaxFor("email"), 1);
+  EXPECT_EQ(rules->MaxFor("user_id"), 2);
+  EXPECT_EQ(rules->MaxFor("device_id"), 3);
+  EXPECT_EQ(rules->RankOf("email"), 0);
+  EXPECT_EQ(rules->RankOf("device_id"), 2);
+  // Trimmed, lower-cased and once each, as Normalize compares them.
+  EXPECT_EQ(rules->blocked_values, (std::vector<std::string>{"n/a", "test@example.com"}));
+  EXPECT_EQ(rules->default_country_code, "31");
+  auto blocked = Normalize({"email", "Test@Example.com"}, *rules);
+  EXPECT_EQ(base::GetErrorDetails(blocked.status()).code, "blocked_value");
+  auto phone = Normalize({"phone", "06 1234 5678"}, *rules);
+  ASSERT_TRUE(phone.ok());
+  EXPECT_EQ(phone->value, "+31612345678");
+}
+
+TEST(MergeRulesJson, RefusesWhatItCannotUseNamingTheMember) {
+  struct Case {
+    const char* json;
+    const char* code;
+    const char* field;
+  } cases[] = {
+      {R"({"priorities":[]})", "unknown_field", "priorities"},
+      {R"({"priority":[]})", "invalid_type", "priority"},
+      {R"({"priority":["Email"]})", "invalid_value", "priority"},
+      {R"({"priority":["email","email"]})", "invalid_value", "priority"},
+      {R"({"max_per_type":{"email":0}})", "invalid_value", "max_per_type.email"},
+      {R"({"max_per_type":{"email":1.5}})", "invalid_value", "max_per_type.email"},
+      {R"({"max_per_type":[]})", "invalid_type", "max_per_type"},
+      {R"({"default_max":1001})", "invalid_value", "default_max"},
+      {R"({"blocked_values":"null"})", "invalid_type", "blocked_values"},
+      {R"({"blocked_values":[1]})", "invalid_value", "blocked_values"},
+      {R"({"default_country_code":"+31"})", "invalid_value", "default_country_code"},
+      {R"({"default_country_code":"0031"})", "invalid_value", "default_country_code"},
+      {R"([])", "invalid_type", ""},
+      {R"({"priority":)", "malformed_json", ""},
+  };
+  for (const Case& c : cases) {
+    auto rules = ParseMergeRules(c.json);
+    ASSERT_FALSE(rules.ok()) << c.json;
+    EXPECT_EQ(base::GetErrorDetails(rules.status()).code, c.code) << c.json;
+    EXPECT_EQ(base::GetErrorDetails(rules.status()).field, c.field) << c.json;
+  }
+}
+
+}  // namespace
+}  // namespace rapport::identity
