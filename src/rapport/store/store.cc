@@ -678,17 +678,21 @@ void Store::Impl::RegisterMetrics() {
   queue_full = &m->GetCounter("rapport_store_queue_full_total",
                               "Commits refused because the commit queue was full.");
   probe = std::make_shared<Probe>();
-  probe->db = db;
+  {
+    base::MutexLock lock(&probe->mu);
+    probe->db = db;
+  }
   for (int i = 0; i < kNumCfs; ++i) probe->cf[i] = cf[i];
   probe->block_cache = block_cache;
   m->AddCollector([probe = probe](std::string* out) {
     base::MutexLock lock(&probe->mu);
-    if (!probe->db) return;
+    rocksdb::DB* const db = probe->db;  // stays open while the lock is held
+    if (!db) return;
     auto per_cf = [&](const char* name, const char* help, const std::string& property) {
       absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
       uint64_t v = 0;
       for (int i = 0; i < kNumCfs; ++i) {
-        if (probe->db->GetIntProperty(probe->cf[i], property, &v)) {
+        if (db->GetIntProperty(probe->cf[i], property, &v)) {
           absl::StrAppend(out, name, "{cf=\"", kCfNames[i], "\"} ", v, "\n");
         }
       }
