@@ -113,7 +113,7 @@ struct ServeFlags {
   size_t max_connections = 4096;
   int dedupe_days = 7;
   size_t state_cache_mb = 256;
-  size_t block_cache_mb = 256;
+  size_t block_cache_mb = 128;
 };
 
 // Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.

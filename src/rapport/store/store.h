@@ -62,8 +62,9 @@ struct StoreOptions {
   // memory in front of RocksDB; least recently used entries leave first. 0 disables it.
   size_t state_cache_bytes = size_t{256} << 20;
   // RocksDB's block cache, shared by every column family, holding their index and filter
-  // blocks too (so memory does not grow with the store). Default 256 MiB.
-  size_t block_cache_bytes = size_t{256} << 20;
+  // blocks too (so memory does not grow with the store). Default 128 MiB (the operating
+  // system's page cache keeps the compressed table files besides).
+  size_t block_cache_bytes = size_t{128} << 20;
   // Opens without the store's lock and without writing: for `rapport export` next to a running
   // server. Commits fail with FailedPrecondition.
   bool read_only = false;
