@@ -132,7 +132,7 @@ http::Handler TrackingHandler(const Services& s, std::optional<wire::EventType> 
           if (!results.ok()) {
             return std::move(respond)(ErrorResponse(results.status(), ErrorShape::kSegment));
           }
-          // This runs on the store's writer thread: format on the connection's own thread.
+          // This runs on a store thread: format on the connection's own thread.
           std::move(respond).Later([results = *std::move(results), is_batch] {
             return TrackingResponse(results, is_batch);
           });
@@ -477,7 +477,7 @@ void GetMergeProtection(const Services& s, Request&& req, Responder&& respond) {
     RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules,
-                             s.profiles->RulesFor(*reader, key.workspace));
+                             s.profiles->ReadRules(*reader, key.workspace));
     return Json(200, identity::MergeRulesJson(*rules));
   }());
 }

@@ -51,8 +51,9 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text) {
   for (const auto& [key, value] : v.get_object()) {
     const std::string_view name(key.data(), key.size());
     if (name == "priority") {
-      if (!value.is_array() || value.get_array().empty() || value.get_array().size() > kMaxPriorityTypes) {
-        return Bad("invalid_type", name,
+      if (!value.is_array()) return Bad("invalid_type", name, "'priority' must be a list of identifier types");
+      if (value.get_array().empty() || value.get_array().size() > kMaxPriorityTypes) {
+        return Bad("invalid_value", name,
                    fmt::format("'priority' must be a list of 1 to {} identifier types, most trusted first",
                                kMaxPriorityTypes));
       }
@@ -74,7 +75,10 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text) {
       if (!value.is_object()) {
         return Bad("invalid_type", name, "'max_per_type' must be an object of identifier type → limit");
       }
-      rules.max_per_type.clear();
+      if (value.get_object().size() > kMaxPriorityTypes) {
+        return Bad("invalid_value", name, fmt::format("'max_per_type' names at most {} types", kMaxPriorityTypes));
+      }
+      // Types named here change their limit; the others keep theirs (user_id 1 unless named).
       for (const auto& [type, limit] : value.get_object()) {
         const std::string_view t(type.data(), type.size());
         if (!ValidTypeName(t)) {
@@ -89,11 +93,12 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text) {
       if (!n.ok()) return n.status();
       rules.default_max = *n;
     } else if (name == "blocked_values") {
-      if (!value.is_array() || value.get_array().size() > kMaxBlockedValues) {
-        return Bad("invalid_type", name,
-                   fmt::format("'blocked_values' must be a list of at most {} strings", kMaxBlockedValues));
+      if (!value.is_array()) return Bad("invalid_type", name, "'blocked_values' must be a list of strings");
+      if (value.get_array().size() > kMaxBlockedValues) {
+        return Bad("invalid_value", name,
+                   fmt::format("'blocked_values' lists at most {} values", kMaxBlockedValues));
       }
-      rules.blocked_values.clear();
+      // Added to the built-in placeholders, which stay blocked whatever a workspace sets.
       for (const json::value& item : value.get_array()) {
         if (!item.is_string() || item.get_string().size() > kMaxBlockedValueBytes) {
           return Bad("invalid_value", name,

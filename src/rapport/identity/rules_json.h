@@ -18,9 +18,12 @@ inline constexpr size_t kMaxBlockedValues = 1000;
 inline constexpr size_t kMaxBlockedValueBytes = 256;
 inline constexpr int kMaxPerTypeLimit = 1000;
 
-// Reads merge rules. A member left out keeps its default (MergeRules{}); an unknown member, a
-// wrong type or a value out of range is InvalidArgument naming the member (unknown_field,
-// invalid_type, invalid_value). Blocked values are kept trimmed and lower-cased, as compared.
+// Reads merge rules, starting from the defaults (MergeRules{}): a member left out keeps its
+// default; `max_per_type` changes the limits of the types it names (user_id stays 1 unless
+// named); `blocked_values` adds to the built-in placeholders, which stay blocked. An unknown
+// member, a wrong JSON type or a value out of range is InvalidArgument naming the member
+// (unknown_field, invalid_type, invalid_value). Blocked values are kept trimmed and lower-cased,
+// as compared.
 absl::StatusOr<MergeRules> ParseMergeRules(std::string_view json);
 
 // The rules as a JSON object, every member present; ParseMergeRules reads it back unchanged.

@@ -27,14 +27,33 @@ TEST(MergeRulesJson, ReadsEveryMember) {
   EXPECT_EQ(rules->MaxFor("device_id"), 3);
   EXPECT_EQ(rules->RankOf("email"), 0);
   EXPECT_EQ(rules->RankOf("device_id"), 2);
-  // Trimmed, lower-cased and once each, as Normalize compares them.
-  EXPECT_EQ(rules->blocked_values, (std::vector<std::string>{"n/a", "test@example.com"}));
+  // Added to the built-in placeholders; trimmed, lower-cased and once each, as compared.
+  std::vector<std::string> expected = MergeRules{}.blocked_values;
+  expected.push_back("n/a");
+  expected.push_back("test@example.com");
+  EXPECT_EQ(rules->blocked_values, expected);
   EXPECT_EQ(rules->default_country_code, "31");
-  auto blocked = Normalize({"email", "Test@Example.com"}, *rules);
+  auto blocked = Normalize({"email", "Test@Example.com", "test"}, *rules);
   EXPECT_EQ(base::GetErrorDetails(blocked.status()).code, "blocked_value");
-  auto phone = Normalize({"phone", "06 1234 5678"}, *rules);
+  auto phone = Normalize({"phone", "06 1234 5678", "test"}, *rules);
   ASSERT_TRUE(phone.ok());
   EXPECT_EQ(phone->value, "+31612345678");
+}
+
+// A partial body cannot weaken what it does not name: user_id keeps its limit of 1, and the
+// placeholders stay blocked.
+TEST(MergeRulesJson, PartialSettingsKeepTheProtectionsTheyDoNotName) {
+  auto rules = ParseMergeRules(R"({"max_per_type":{"email":2},"blocked_values":["guest"]})");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ(rules->MaxFor("user_id"), 1);
+  EXPECT_EQ(rules->MaxFor("email"), 2);
+  for (const char* placeholder : {"null", "undefined", "anonymous", "guest"}) {
+    EXPECT_EQ(base::GetErrorDetails(Normalize({"user_id", placeholder, "test"}, *rules).status()).code, "blocked_value")
+        << placeholder;
+  }
+  auto raised = ParseMergeRules(R"({"max_per_type":{"user_id":2}})");
+  ASSERT_TRUE(raised.ok());
+  EXPECT_EQ(raised->MaxFor("user_id"), 2);
 }
 
 TEST(MergeRulesJson, RefusesWhatItCannotUseNamingTheMember) {
@@ -44,7 +63,8 @@ TEST(MergeRulesJson, RefusesWhatItCannotUseNamingTheMember) {
     const char* field;
   } cases[] = {
       {R"({"priorities":[]})", "unknown_field", "priorities"},
-      {R"({"priority":[]})", "invalid_type", "priority"},
+      {R"({"priority":[]})", "invalid_value", "priority"},
+      {R"({"priority":"user_id"})", "invalid_type", "priority"},
       {R"({"priority":["Email"]})", "invalid_value", "priority"},
       {R"({"priority":["email","email"]})", "invalid_value", "priority"},
       {R"({"max_per_type":{"email":0}})", "invalid_value", "max_per_type.email"},

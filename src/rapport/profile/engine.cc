@@ -847,27 +847,27 @@ void Engine::AfterGroup(bool committed) {
   rules_.clear();
 }
 
-absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::RulesFor(store::StateReader& state,
-                                                                             uint32_t ws) const {
+absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::ReadRules(store::StateReader& state,
+                                                                              uint32_t ws) const {
   {
     base::MutexLock lock(&mu_);
     auto it = rules_.find(ws);
     if (it != rules_.end()) return it->second;
   }
   RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(MergeRulesKey(ws)));
-  std::shared_ptr<const identity::MergeRules> loaded;
-  if (stored) {
-    auto parsed = identity::ParseMergeRules(*stored);
-    if (!parsed.ok()) {
-      return absl::DataLossError(fmt::format("the merge protection settings of workspace {} cannot be read: {}",
-                                             ws, base::AsStd(parsed.status().message())));
-    }
-    loaded = std::make_shared<const identity::MergeRules>(*std::move(parsed));
-  } else {
-    loaded = std::make_shared<const identity::MergeRules>(options_.rules);
+  if (!stored) return std::make_shared<const identity::MergeRules>(options_.rules);
+  auto parsed = identity::ParseMergeRules(*stored);
+  if (!parsed.ok()) {
+    return absl::DataLossError(fmt::format("the merge protection settings of workspace {} cannot be read: {}",
+                                           ws, base::AsStd(parsed.status().message())));
   }
+  return std::make_shared<const identity::MergeRules>(*std::move(parsed));
+}
+
+absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::RulesFor(store::StateTxn& state, uint32_t ws) {
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, ReadRules(state, ws));
   base::MutexLock lock(&mu_);
-  return rules_.try_emplace(ws, std::move(loaded)).first->second;
+  return rules_.try_emplace(ws, std::move(rules)).first->second;
 }
 
 void Engine::PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules) {
@@ -954,7 +954,7 @@ absl::StatusOr<ProfileRecord> Engine::Read(store::StateReader& state, uint32_t w
 
 absl::StatusOr<ProfileRecord> Engine::Lookup(store::StateReader& state, uint32_t ws,
                                              const wire::RawIdentifier& raw) const {
-  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, RulesFor(state, ws));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, ReadRules(state, ws));
   RAPPORT_ASSIGN_OR_RETURN(Identifier id, identity::Normalize(raw, *rules));
   RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, state.Get(IdentifierKey(ws, id)));
   auto pid = value ? DecodeProfileId(*value) : std::nullopt;

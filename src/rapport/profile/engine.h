@@ -165,9 +165,10 @@ class Engine final : public store::CommitHook {
                                       std::string_view cursor, size_t limit) const;
 
   // --- Merge protection per workspace (docs/api/settings.md).
-  // The rules of `ws`: its own, or EngineOptions::rules if it has none. Any thread.
-  absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateReader& state,
-                                                                       uint32_t ws) const;
+  // The rules of `ws` as committed in `state` (the engine's copy when it has one): its own, or
+  // EngineOptions::rules if it has none. Any thread.
+  absl::StatusOr<std::shared_ptr<const identity::MergeRules>> ReadRules(store::StateReader& state,
+                                                                        uint32_t ws) const;
   // Writer thread (RunExclusive): sets the rules of `ws`. They decide every link from the next
   // event on; profiles already linked stay as they are (a split undoes a merge).
   void PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules);
@@ -179,6 +180,9 @@ class Engine final : public store::CommitHook {
   friend class Run;
 
   absl::StatusOr<const identity::Separations*> SeparationsOf(store::StateTxn& state, uint32_t ws);
+  // Writer thread: ReadRules, keeping what it read for the next events (only the writer fills
+  // the copy, so a reader's older snapshot cannot put stale rules in it).
+  absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateTxn& state, uint32_t ws);
   absl::StatusOr<Job> QueueJob(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
                                const std::string& name, uint64_t version);
   static absl::StatusOr<std::shared_ptr<const Definitions>> LoadDefinitions(store::StateReader& state,

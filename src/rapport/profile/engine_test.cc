@@ -255,9 +255,8 @@ TEST(Engine, MergeProtectionIsRecordedOnBothProfiles) {
 // settings survive a restart (they are read back from the store).
 TEST(Engine, MergeProtectionIsPerWorkspace) {
   Harness h;
-  identity::MergeRules lenient;
-  lenient.max_per_type = {{"user_id", 2}};
-  lenient.blocked_values = {"kiosk-7"};
+  const identity::MergeRules lenient =
+      *identity::ParseMergeRules(R"({"max_per_type":{"user_id":2},"blocked_values":["kiosk-7"]})");
   ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& txn) {
     h.engine().PutRules(txn, 2, lenient);
     return absl::OkStatus();
@@ -275,8 +274,8 @@ TEST(Engine, MergeProtectionIsPerWorkspace) {
 
   Engine fresh({});
   auto reader = h.store().NewStateReader();
-  EXPECT_EQ(identity::MergeRulesJson(**fresh.RulesFor(*reader, 2)), identity::MergeRulesJson(lenient));
-  EXPECT_EQ(identity::MergeRulesJson(**fresh.RulesFor(*reader, kWs)), identity::MergeRulesJson({}));
+  EXPECT_EQ(identity::MergeRulesJson(**fresh.ReadRules(*reader, 2)), identity::MergeRulesJson(lenient));
+  EXPECT_EQ(identity::MergeRulesJson(**fresh.ReadRules(*reader, kWs)), identity::MergeRulesJson({}));
 }
 
 TEST(Engine, AliasLinksPreviousIdToUserId) {

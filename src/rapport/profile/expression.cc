@@ -709,18 +709,23 @@ class Evaluator {
     }
   }
 
-  bool Equal(Value a, Value b) {
+  bool Equal(const Value& a, const Value& b) {
     const bool a_none = a.kind == K::kMissing || a.kind == K::kNull;
     const bool b_none = b.kind == K::kMissing || b.kind == K::kNull;
     if (a_none || b_none) return a_none && b_none;
-    Coerce(a, b);
+    // Only a time compared with text needs converting: copy then, not for every list item.
+    if ((a.kind == K::kTime && b.kind == K::kString) || (a.kind == K::kString && b.kind == K::kTime)) {
+      Value ca = a, cb = b;
+      Coerce(ca, cb);
+      return ca.kind == cb.kind && Order(std::move(ca), std::move(cb)) == 0;
+    }
     if (a.kind != b.kind) return false;
     switch (a.kind) {
       case K::kBool: return a.boolean == b.boolean;
       case K::kString:
       case K::kComposite: return a.text == b.text;
       default: {
-        auto o = Order(std::move(a), std::move(b));
+        auto o = Order(a, b);
         return o && *o == 0;
       }
     }

@@ -154,8 +154,10 @@ class CommitHook {
                              StateTxn& state) = 0;
   // On the writer thread after each group: whether its writes go to the store (a hook that
   // caches state must drop what it learnt from a group that does not). An event group's writes
-  // are written after this call; if that write fails, the store latches read-only and nothing
-  // later is applied or committed. An exclusive task's are written before it.
+  // are written after this call, while the next group may already be applied; if that write
+  // fails, the store latches read-only, the groups after it fail too, and nothing more is
+  // committed — but their AfterGroup(true) was called. An exclusive task's writes are written
+  // before it.
   virtual void AfterGroup(bool committed) = 0;
 };
 
@@ -178,8 +180,8 @@ class Store {
   // Queues `events` for one atomic WriteBatch. Events whose (workspace, message_id) was stored
   // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
   // written again and report kDuplicate. `done` is called exactly once, on a store thread: once
-  // the group is written (and synced), with one result per event, in order; or with the error
-  // when the hook or the write failed (Unavailable); or at once, on the
+  // the group is written (and synced), with one result per event, in order; or with the hook's
+  // error, or Unavailable when the write failed; or at once, on the
   // calling thread, with Unavailable ("overloaded") when the queue is full or the store is
   // latched read-only or closing, FailedPrecondition when it was opened read-only.
   void CommitEvents(std::vector<EventWrite> events, CommitCallback done);

@@ -319,7 +319,8 @@ TEST(ParseSyncPolicy, AcceptsTheDocumentedForms) {
 }
 
 
-// Counts events per user in the state, and can be told to fail.
+// Counts events per user in the state (an event whose messageId starts with "reset" deletes the
+// count instead), and can be told to fail.
 class CountingHook final : public CommitHook {
  public:
   struct Prepared final : PreparedEvent {
@@ -341,7 +342,13 @@ class CountingHook final : public CommitHook {
     if (!event.ok() || !*event || (*event)->payload != e.payload) {
       return absl::InternalError("the event being applied is not readable");
     }
-    state.Put(key, std::to_string(current->has_value() ? std::stoi(**current) + 1 : 1));
+    const int read = current->has_value() ? std::stoi(**current) : 0;
+    reads.push_back({seq, static_cast<const Prepared&>(prepared).user, read});
+    if (e.message_id.starts_with("reset")) {
+      state.Delete(key);
+    } else {
+      state.Put(key, std::to_string(read + 1));
+    }
     return absl::OkStatus();
   }
   void AfterGroup(bool committed) override { (committed ? commits : failures)++; }
@@ -349,6 +356,12 @@ class CountingHook final : public CommitHook {
   std::string fail_on;
   int commits = 0;
   int failures = 0;
+  struct Read {
+    uint64_t seq;
+    std::string user;
+    int count;  // the count the event saw (0: none)
+  };
+  std::vector<Read> reads;  // every Apply, on the writer thread
 };
 
 std::map<std::string, std::string> ScanAll(StateReader& reader, std::string_view prefix,
@@ -395,8 +408,8 @@ TEST(Store, HookAppliesInTheSameBatchAndSeesEarlierWritesOfTheGroup) {
 // The writer applies a group while the committer is still writing earlier ones: every
 // read-modify-write must see every earlier group's writes, whether they are still in flight, in
 // the state cache, evicted from it, or only in RocksDB. Counts per user must come out exact,
-// under concurrent commits, duplicates and exclusive tasks that scan (and so wait for the
-// groups in flight), with the cache off, tiny (constant eviction) and large.
+// under concurrent commits, deletes, duplicates and exclusive tasks that scan (and so wait for
+// the groups in flight), with the cache off, tiny (constant eviction) and large.
 TEST(Store, PipelinedGroupsSeeEveryEarlierWrite) {
   for (size_t cache_bytes : {size_t{0}, size_t{2048}, size_t{1} << 20}) {
     SCOPED_TRACE(cache_bytes);
@@ -407,22 +420,21 @@ TEST(Store, PipelinedGroupsSeeEveryEarlierWrite) {
     options.hook = &hook;
     options.state_cache_bytes = cache_bytes;
     auto store = *Store::Open(options);
-    constexpr int kThreads = 6, kRequests = 40, kPerRequest = 4, kUsers = 5;
+    constexpr int kThreads = 8, kRequests = 40, kPerRequest = 4, kUsers = 2;
     std::mutex mu;
-    std::map<std::string, int> stored;  // per user, from the results
+    // Per user, the stored events by seq (from the results): true for a reset.
+    std::map<std::string, std::map<uint64_t, bool>> stored;
     std::atomic<bool> stop = false;
+    // Scans see the database itself, so they wait for the groups in flight: every count they
+    // see is one a hook wrote (a whole number ≥ 1; a reset deletes the key).
     std::thread scanner([&] {
-      int last_total = 0;
       while (!stop) {
-        int total = 0;
         ASSERT_TRUE(store
                         ->RunExclusiveAndWait([&](StateTxn& t) {
-                          for (const auto& [k, v] : ScanAll(t, "count/")) total += std::stoi(v);
+                          for (const auto& [k, v] : ScanAll(t, "count/")) EXPECT_GE(std::stoi(v), 1) << k;
                           return absl::OkStatus();
                         })
                         .ok());
-        EXPECT_GE(total, last_total);
-        last_total = total;
       }
     });
     std::vector<std::thread> threads;
@@ -432,16 +444,19 @@ TEST(Store, PipelinedGroupsSeeEveryEarlierWrite) {
           std::vector<EventWrite> events;
           for (int i = 0; i < kPerRequest; ++i) {
             // Threads t and t+1 send the same messageIds: one of each pair is a duplicate.
-            events.push_back(Event(absl::StrCat("m", t / 2, "-", r, "-", i),
+            const bool reset = i == kPerRequest - 1 && r % 2 == 1;  // last: a group may end on it
+            events.push_back(Event(absl::StrCat(reset ? "reset" : "m", t / 2, "-", r, "-", i),
                                    absl::StrCat("u", (r + i) % kUsers), r));
           }
-          std::vector<std::string> users;
-          for (const EventWrite& e : events) users.push_back(e.user_id);
+          std::vector<std::pair<std::string, bool>> users;
+          for (const EventWrite& e : events) users.emplace_back(e.user_id, e.message_id.starts_with("reset"));
           auto result = store->CommitEventsAndWait(std::move(events));
           ASSERT_TRUE(result.ok()) << result.status();
           std::lock_guard lock(mu);
           for (size_t i = 0; i < result->size(); ++i) {
-            if ((*result)[i].outcome == WriteOutcome::kStored) ++stored[users[i]];
+            if ((*result)[i].outcome == WriteOutcome::kStored) {
+              stored[users[i].first][(*result)[i].seq] = users[i].second;
+            }
           }
         }
       });
@@ -451,12 +466,21 @@ TEST(Store, PipelinedGroupsSeeEveryEarlierWrite) {
     scanner.join();
     auto reader = store->NewStateReader();
     std::map<std::string, std::string> expected;
-    int total = 0;
-    for (const auto& [user, n] : stored) {
-      expected["count/" + user] = std::to_string(n);
-      total += n;
+    std::map<uint64_t, int> expected_read;  // by seq: the count the event must have seen
+    size_t total = 0;
+    for (const auto& [user, events] : stored) {
+      int count = 0;  // applied in seq order: a reset deletes, the rest count
+      for (const auto& [seq, reset] : events) {
+        expected_read[seq] = count;
+        count = reset ? 0 : count + 1;
+      }
+      if (!events.rbegin()->second) expected["count/" + user] = std::to_string(count);
+      total += events.size();
     }
-    EXPECT_EQ(total, kThreads / 2 * kRequests * kPerRequest);
+    // Every read, not only the last: a stale one is caught even when a later reset hides it.
+    ASSERT_EQ(hook.reads.size(), total);
+    for (const auto& read : hook.reads) ASSERT_EQ(read.count, expected_read.at(read.seq)) << read.seq;
+    EXPECT_EQ(total, size_t{kThreads / 2 * kRequests * kPerRequest});
     EXPECT_EQ(ScanAll(*reader, "count/"), expected);
   }
 }

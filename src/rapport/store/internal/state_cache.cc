@@ -17,27 +17,31 @@ const std::optional<std::string>* StateCache::Find(std::string_view key) {
 
 void StateCache::Put(std::string_view key, std::optional<std::string> value) {
   auto it = index_.find(key);
+  if (it != index_.end()) return Assign(it->second, std::move(value));
   const size_t cost = key.size() + (value ? value->size() : 0) + kEntryOverhead;
-  if (cost > capacity_ / 8) {
-    if (it != index_.end()) Erase(it->second);
-    return;
-  }
-  if (it != index_.end()) {
-    Entry& e = *it->second;
-    bytes_ -= e.Cost();
-    e.value = std::move(value);
-    bytes_ += e.Cost();
-    lru_.splice(lru_.begin(), lru_, it->second);
-  } else {
-    lru_.push_front(Entry{std::string(key), std::move(value)});
-    index_.emplace(lru_.front().key, lru_.begin());
-    bytes_ += lru_.front().Cost();
-  }
-  while (bytes_ > capacity_ && !lru_.empty()) Erase(std::prev(lru_.end()));
+  if (cost > capacity_ / 8) return;
+  lru_.push_front(Entry{std::string(key), std::move(value)});
+  index_.emplace(lru_.front().key, lru_.begin());
+  bytes_ += cost;
+  EvictBeyondCapacity();
 }
 
 void StateCache::Update(std::string_view key, std::optional<std::string> value) {
-  if (index_.contains(key)) Put(key, std::move(value));
+  auto it = index_.find(key);
+  if (it != index_.end()) Assign(it->second, std::move(value));
+}
+
+void StateCache::Assign(List::iterator entry, std::optional<std::string> value) {
+  bytes_ -= entry->Cost();
+  entry->value = std::move(value);
+  bytes_ += entry->Cost();
+  if (entry->Cost() > capacity_ / 8) return Erase(entry);
+  lru_.splice(lru_.begin(), lru_, entry);
+  EvictBeyondCapacity();
+}
+
+void StateCache::EvictBeyondCapacity() {
+  while (bytes_ > capacity_ && !lru_.empty()) Erase(std::prev(lru_.end()));
 }
 
 void StateCache::Erase(List::iterator it) {

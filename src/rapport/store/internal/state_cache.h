@@ -57,6 +57,9 @@ class StateCache {
   };
   using List = std::list<Entry>;
 
+  // Gives a cached entry a new value, or drops it if it became too large.
+  void Assign(List::iterator entry, std::optional<std::string> value);
+  void EvictBeyondCapacity();
   void Erase(List::iterator it);
 
   const size_t capacity_;
