@@ -39,7 +39,7 @@ absl::StatusOr<int> Limit(const json::value& v, std::string_view field) {
 
 }  // namespace
 
-absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text) {
+absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text, UnknownMembers unknown) {
   if (auto bad = base::FindInvalidUtf8(text)) {
     return Bad("invalid_utf8", "", fmt::format("the settings are not valid UTF-8 (first bad byte at offset {})", *bad));
   }
@@ -121,7 +121,7 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text) {
                    "'default_country_code' must be \"\" or a country calling code of 1 to 3 digits, e.g. \"31\"");
       }
       rules.default_country_code = std::string(View(value.get_string()));
-    } else {
+    } else if (unknown == UnknownMembers::kRefuse) {
       return Bad("unknown_field", name,
                  fmt::format("'{}' is not a merge protection setting (known: priority, max_per_type, "
                              "default_max, blocked_values, default_country_code)",

@@ -24,7 +24,11 @@ inline constexpr int kMaxPerTypeLimit = 1000;
 // member, a wrong JSON type or a value out of range is InvalidArgument naming the member
 // (unknown_field, invalid_type, invalid_value). Blocked values are kept trimmed and lower-cased,
 // as compared.
-absl::StatusOr<MergeRules> ParseMergeRules(std::string_view json);
+// Stored rules are read with kIgnore, so that rules written by a newer build with members this
+// one does not know still apply (what it knows of them).
+enum class UnknownMembers { kRefuse, kIgnore };
+absl::StatusOr<MergeRules> ParseMergeRules(std::string_view json,
+                                           UnknownMembers unknown = UnknownMembers::kRefuse);
 
 // The rules as a JSON object, every member present; ParseMergeRules reads it back unchanged.
 std::string MergeRulesJson(const MergeRules& rules);

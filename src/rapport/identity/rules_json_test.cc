@@ -56,6 +56,16 @@ TEST(MergeRulesJson, PartialSettingsKeepTheProtectionsTheyDoNotName) {
   EXPECT_EQ(raised->MaxFor("user_id"), 2);
 }
 
+// What a newer build may store: members this one does not know are skipped when reading the
+// store, refused from the API.
+TEST(MergeRulesJson, StoredRulesWithUnknownMembersStillApply) {
+  const char* stored = R"({"default_max":3,"merge_window_days":30})";
+  EXPECT_EQ(base::GetErrorDetails(ParseMergeRules(stored).status()).code, "unknown_field");
+  auto rules = ParseMergeRules(stored, UnknownMembers::kIgnore);
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ(rules->default_max, 3);
+}
+
 TEST(MergeRulesJson, RefusesWhatItCannotUseNamingTheMember) {
   struct Case {
     const char* json;

@@ -856,7 +856,7 @@ absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::ReadRules(st
   }
   RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(MergeRulesKey(ws)));
   if (!stored) return std::make_shared<const identity::MergeRules>(options_.rules);
-  auto parsed = identity::ParseMergeRules(*stored);
+  auto parsed = identity::ParseMergeRules(*stored, identity::UnknownMembers::kIgnore);
   if (!parsed.ok()) {
     return absl::DataLossError(fmt::format("the merge protection settings of workspace {} cannot be read: {}",
                                            ws, base::AsStd(parsed.status().message())));
