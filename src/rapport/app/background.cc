@@ -75,18 +75,34 @@ void Background::RunJobs() {
         RAPPORT_ASSIGN_OR_RETURN(*job, engine_->RunJobStep(txn, id, options_.job_chunk));
         return absl::OkStatus();
       });
-      if (!st.ok()) {
-        // The store refused (read-only, closing) or the step failed: its progress is not
-        // committed; the next tick tries again.
-        spdlog::error("background: job {} step failed: {}", id, base::AsStd(st.message()));
+      if (absl::IsUnavailable(st)) {
+        // The store refused (read-only, closing): nothing was committed; the next tick tries
+        // again.
+        spdlog::error("background: job {} waits: {}", id, base::AsStd(st.message()));
         return;
       }
+      if (!st.ok()) {
+        // The step itself failed (a record it needs cannot be read): it would fail again at
+        // every tick and hold up the jobs behind it. The job ends as failed, with the reason.
+        spdlog::error("background: job {} failed: {}", id, base::AsStd(st.message()));
+        absl::Status failed = store_->RunExclusiveAndWait([this, id, &st](store::StateTxn& txn) {
+          return engine_->FailJob(txn, id, std::string(base::AsStd(st.message()))).status();
+        });
+        if (!failed.ok()) {
+          spdlog::error("background: job {} cannot be marked failed: {}", id, base::AsStd(failed.message()));
+          return;
+        }
+        break;
+      }
+      // Time-driven changes do not wait for a long backfill to end.
+      if (std::chrono::steady_clock::now() - last_sweep_ >= options_.interval) RunSweep();
       if (job->finished()) break;
     }
   }
 }
 
 void Background::RunSweep() {
+  last_sweep_ = std::chrono::steady_clock::now();
   for (;;) {
     if (stopping()) return;
     auto reader = store_->NewStateReader();

@@ -1,7 +1,8 @@
 // The engine's background work in `rapport serve`: runs backfill jobs (a chunk of profiles per
-// exclusive store task, so ingestion interleaves) and the time sweep (profiles whose windows or
-// now()-conditions changed). One thread; it idles on a timer and wakes at once when a job is
-// queued.
+// exclusive store task, so ingestion interleaves; a job whose step fails, other than because
+// the store refused, ends as failed with the reason) and the time sweep (profiles whose windows
+// or now()-conditions changed; also between job steps, at most once per interval). One thread;
+// it idles on a timer and wakes at once when a job is queued.
 //
 // Thread safety: Wake may be called from any thread; the rest is the owner's.
 #ifndef RAPPORT_APP_BACKGROUND_H_
@@ -46,6 +47,7 @@ class Background {
   base::CondVar cv_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point last_sweep_;  // the thread's own
   std::thread thread_;
 };
 

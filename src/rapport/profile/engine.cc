@@ -1163,6 +1163,25 @@ absl::StatusOr<std::vector<uint64_t>> Engine::UnfinishedJobs(store::StateReader&
   return out;
 }
 
+void Engine::EndBackfill(const Job& job) {
+  if (job.kind != DefinitionKind::kComputed) return;
+  auto it = backfilling_.find(job.ws);
+  if (it == backfilling_.end()) return;
+  it->second.erase(job.target);
+  if (it->second.empty()) backfilling_.erase(it);
+}
+
+absl::StatusOr<Job> Engine::FailJob(store::StateTxn& state, uint64_t id, std::string error) {
+  RAPPORT_ASSIGN_OR_RETURN(Job job, ReadJob(state, id));
+  if (job.finished()) return job;
+  job.state = JobState::kFailed;
+  job.finished_at = Now();
+  job.error = std::move(error);
+  EndBackfill(job);
+  state.Put(JobKey(job.id), EncodeJob(job));
+  return job;
+}
+
 absl::StatusOr<Job> Engine::RunJobStep(store::StateTxn& state, uint64_t id, size_t max_profiles) {
   RAPPORT_ASSIGN_OR_RETURN(Job job, ReadJob(state, id));
   if (job.finished()) return job;
@@ -1179,13 +1198,7 @@ absl::StatusOr<Job> Engine::RunJobStep(store::StateTxn& state, uint64_t id, size
   auto finish = [&](JobState s) {
     job.state = s;
     job.finished_at = now;
-    if (job.kind == DefinitionKind::kComputed) {
-      auto it = backfilling_.find(job.ws);
-      if (it != backfilling_.end()) {
-        it->second.erase(job.target);
-        if (it->second.empty()) backfilling_.erase(it);
-      }
-    }
+    EndBackfill(job);
   };
   if (current != job.version) {
     finish(JobState::kSuperseded);

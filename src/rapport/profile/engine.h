@@ -151,6 +151,10 @@ class Engine final : public store::CommitHook {
   // Writer thread: recomputes the job's definition on up to `max_profiles` more profiles and
   // commits the progress with them. Returns the job as it now is (finished() when done).
   absl::StatusOr<Job> RunJobStep(store::StateTxn& state, uint64_t id, size_t max_profiles);
+  // Writer thread: ends an unfinished job as failed with `error` (its step cannot succeed: a
+  // record it needs cannot be read). Its definition keeps what the job did so far; a manual
+  // backfill queues it again. Returns the job as it now is.
+  absl::StatusOr<Job> FailJob(store::StateTxn& state, uint64_t id, std::string error);
 
   // --- Time.
   // Whether some profile's computed traits or segments changed with time by `now`. Any thread.
@@ -185,6 +189,8 @@ class Engine final : public store::CommitHook {
   absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateTxn& state, uint32_t ws);
   absl::StatusOr<Job> QueueJob(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
                                const std::string& name, uint64_t version);
+  // The job's computed trait is no longer being backfilled.
+  void EndBackfill(const Job& job);
   static absl::StatusOr<std::shared_ptr<const Definitions>> LoadDefinitions(store::StateReader& state,
                                                                             uint32_t ws);
   absl::StatusOr<DefinitionChange> Put(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
