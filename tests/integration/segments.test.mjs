@@ -61,6 +61,13 @@ test('definitions with errors are refused with what is wrong and where', async (
   r = await define('computed-traits', { name: 'w', kind: 'median', property: 'total' });
   assert.equal(r.json.error.code, 'invalid_kind');
 
+  r = await define('segments', { name: 'long', expression: 'traits.plan == "pro"', description: 'x'.repeat(1001) });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'invalid_field');
+  assert.equal(r.json.error.field, 'description');
+  r = await define('computed-traits', { name: 'w', kind: 'sum', property: 'p'.repeat(201) });
+  assert.equal(r.json.error.field, 'property');
+
   r = await define('computed-traits', { name: 'dup', kind: 'count' });
   assert.equal(r.status, 201);
   r = await define('computed-traits', { name: 'dup', kind: 'count' });

@@ -216,6 +216,10 @@ absl::StatusOr<ComputedTraitDef> CompileComputedTrait(const wire::ComputedTraitS
       }
       def.property_is_timestamp = true;
     } else {
+      if (spec.property.size() > kMaxPropertyPathBytes) {
+        return base::InvalidField("invalid_field", "property",
+                                  fmt::format("a property path has at most {} bytes", kMaxPropertyPathBytes));
+      }
       for (absl::string_view part : absl::StrSplit(base::AsAbsl(spec.property), '.')) {
         if (part.empty()) {
           return base::InvalidField("invalid_field", "property",
@@ -223,6 +227,10 @@ absl::StatusOr<ComputedTraitDef> CompileComputedTrait(const wire::ComputedTraitS
                                                 spec.property));
         }
         def.property.emplace_back(part);
+      }
+      if (def.property.size() > kMaxPropertyPathParts) {
+        return base::InvalidField("invalid_field", "property",
+                                  fmt::format("a property path has at most {} parts", kMaxPropertyPathParts));
       }
     }
   }

@@ -39,6 +39,10 @@ enum class ComputedKind : uint8_t {
   kCount, kSum, kAverage, kMin, kMax, kFirst, kLast, kDistinct, kMostFrequent, kRfm, kActivity,
 };
 
+// Limits of a definition's property path.
+inline constexpr size_t kMaxPropertyPathBytes = 200;
+inline constexpr size_t kMaxPropertyPathParts = 8;  // as a field path in an expression
+
 // Limits of one trait's state on one profile.
 inline constexpr size_t kMaxWindowEntries = 10'000;  // windowed: the oldest beyond are dropped
 inline constexpr size_t kMaxDistinctValues = 1'000;  // distinct / most frequent: later values not kept

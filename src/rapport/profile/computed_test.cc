@@ -153,6 +153,8 @@ TEST(ComputedTraits, BadDefinitionsSayWhatIsWrong) {
       {{.name = "t", .kind = "count", .where = "properties.total >"}, "invalid_expression", "where"},
       {{.name = "t", .kind = "count", .where = "traits.plan == 1"}, "invalid_expression", "where"},
       {{.name = "t", .kind = "activity", .timezone = "Mars/Olympus"}, "invalid_timezone", "timezone"},
+      {{.name = "t", .kind = "sum", .property = std::string(201, 'p')}, "invalid_field", "property"},
+      {{.name = "t", .kind = "sum", .property = "a.b.c.d.e.f.g.h.i"}, "invalid_field", "property"},
   };
   for (const Case& c : cases) {
     auto def = CompileComputedTrait(c.spec, 1);

@@ -63,6 +63,12 @@ absl::Status Require(std::string_view value, std::string_view name, std::string_
   return base::InvalidField("missing_field", name, fmt::format("a {} needs a '{}'", what, name));
 }
 
+absl::Status CheckDescription(std::string_view description) {
+  if (description.size() <= kMaxDescriptionBytes) return absl::OkStatus();
+  return base::InvalidField("invalid_field", "description",
+                            fmt::format("a description has at most {} bytes", kMaxDescriptionBytes));
+}
+
 absl::StatusOr<ComputedTraitSpec> ComputedFrom(const json::value& v) {
   ComputedTraitSpec s;
   RAPPORT_RETURN_IF_ERROR(ReadMembers(v, "computed trait",
@@ -76,6 +82,7 @@ absl::StatusOr<ComputedTraitSpec> ComputedFrom(const json::value& v) {
                                        {"description", &s.description}}));
   RAPPORT_RETURN_IF_ERROR(Require(s.name, "name", "computed trait"));
   RAPPORT_RETURN_IF_ERROR(Require(s.kind, "kind", "computed trait"));
+  RAPPORT_RETURN_IF_ERROR(CheckDescription(s.description));
   return s;
 }
 
@@ -86,6 +93,7 @@ absl::StatusOr<SegmentSpec> SegmentFrom(const json::value& v) {
       {{"name", &s.name}, {"expression", &s.expression}, {"description", &s.description}}));
   RAPPORT_RETURN_IF_ERROR(Require(s.name, "name", "segment"));
   RAPPORT_RETURN_IF_ERROR(Require(s.expression, "expression", "segment"));
+  RAPPORT_RETURN_IF_ERROR(CheckDescription(s.description));
   return s;
 }
 

@@ -29,6 +29,9 @@ struct JsonScalar {
 // or `json` is not valid JSON.
 JsonScalar ReadJsonPath(std::string_view json, std::span<const std::string> path);
 
+// A definition's description: at most this many bytes (invalid_field otherwise).
+inline constexpr size_t kMaxDescriptionBytes = 1000;
+
 // POST /api/v1/computed-traits. `window` and `timezone` "" when absent.
 struct ComputedTraitSpec {
   std::string name;
