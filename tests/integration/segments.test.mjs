@@ -81,6 +81,13 @@ test('definitions with errors are refused with what is wrong and where', async (
   assert.equal(r.status, 200);
   assert.equal(r.json.version, 2);
   assert.equal(r.json.kind, 'sum');
+  const job = r.json.job.id;
+  // The same body again changes nothing: same version, and the answer shows that version's job.
+  r = await define('computed-traits', { name: 'dup', kind: 'sum', property: 'total' }, 'PUT', '/dup');
+  assert.equal(r.status, 200);
+  assert.equal(r.json.version, 2);
+  assert.equal(r.json.job.id, job);
+  assert.equal(typeof r.json.job.state, 'string');
 
   r = await define('segments', { name: 'loop', expression: 'segment("loop")' });
   assert.equal(r.status, 409);

@@ -415,6 +415,10 @@ void PutDefinition(const Services& s, const DefinitionRoute& route, profile::Put
   s.store->RunExclusive(
       [put = std::move(put), change](store::StateTxn& txn) -> absl::Status {
         RAPPORT_ASSIGN_OR_RETURN(*change, put(txn));
+        // An identical body changes nothing: answer with the job of the current version.
+        if (!change->job && change->stored.job) {
+          RAPPORT_ASSIGN_OR_RETURN(change->job, profile::Engine::ReadJob(txn, change->stored.job));
+        }
         return absl::OkStatus();
       },
       [s, change, respond = std::move(respond)](absl::Status status) mutable {
