@@ -1116,6 +1116,16 @@ absl::StatusOr<Job> Engine::Backfill(store::StateTxn& state, uint32_t ws, Defini
                                      const std::string& name) {
   RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredDefinition> existing, ReadDefinition(state, ws, kind, name));
   if (!existing) return NoSuchDefinition(kind, name);
+  // The new job does all the earlier one of this version would still do.
+  if (existing->job) {
+    RAPPORT_ASSIGN_OR_RETURN(Job earlier, ReadJob(state, existing->job));
+    if (!earlier.finished()) {
+      earlier.state = JobState::kSuperseded;
+      earlier.finished_at = Now();
+      EndBackfill(earlier);
+      state.Put(JobKey(earlier.id), EncodeJob(earlier));
+    }
+  }
   RAPPORT_ASSIGN_OR_RETURN(Job job, QueueJob(state, ws, kind, name, existing->version));
   existing->job = job.id;
   state.Put(DefinitionKey(ws, kind, name), EncodeStoredDefinition(*existing));
@@ -1268,6 +1278,7 @@ absl::StatusOr<size_t> Engine::Sweep(store::StateTxn& state, size_t max_profiles
     ++n;
     return true;
   }));
+  size_t evaluated = 0;
   for (const auto& [ws, entries] : by_workspace) {
     RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, ws).status());
     RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
@@ -1277,10 +1288,11 @@ absl::StatusOr<size_t> Engine::Sweep(store::StateTxn& state, size_t max_profiles
       // A profile that is gone, or one whose derived state no longer points here, just loses
       // the entry; a live one is re-evaluated (which moves or removes the entry).
       if (!live) state.Delete(DueKey(e.at, ws, e.id));
+      evaluated += live ? 1 : 0;
     }
     RAPPORT_RETURN_IF_ERROR(run.Flush());
   }
-  if (swept_) swept_->Inc(n);
+  if (swept_) swept_->Inc(evaluated);
   return n;
 }
 

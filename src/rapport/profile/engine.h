@@ -140,7 +140,8 @@ class Engine final : public store::CommitHook {
                                               const wire::SegmentSpec& spec, PutMode mode);
 
   // Writer thread: queues a new backfill of the current version of a definition (after an
-  // operator's repair, say). NotFound if there is no such definition.
+  // operator's repair, say), superseding its unfinished earlier job. NotFound if there is no
+  // such definition.
   absl::StatusOr<Job> Backfill(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
                                const std::string& name);
 

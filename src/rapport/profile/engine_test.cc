@@ -480,6 +480,32 @@ TEST(Engine, BackfillComputesWhatIngestionWould) {
   EXPECT_EQ(later.Members("many").count, 0u);
 }
 
+// A manual backfill supersedes the unfinished job of the same version instead of running
+// beside it.
+TEST(Engine, AManualBackfillSupersedesTheUnfinishedJob) {
+  base::SimulatedClock clock(kT0);
+  Harness h({.clock = &clock});
+  h.Send({Order("o1", kT0, "u1", 5), Order("o2", kT0, "u2", 7)});
+  h.Define({{.name = "best", .kind = "max", .property = "total"}}, {});
+  auto reader = h.store().NewStateReader();
+  const std::vector<uint64_t> queued = *Engine::UnfinishedJobs(*reader);
+  ASSERT_EQ(queued.size(), 1u);
+  Job again;
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& txn) -> absl::Status {
+    auto job = h.engine().Backfill(txn, kWs, DefinitionKind::kComputed, "best");
+    if (!job.ok()) return job.status();
+    again = *job;
+    return absl::OkStatus();
+  }).ok());
+  reader = h.store().NewStateReader();
+  EXPECT_EQ(Engine::ReadJob(*reader, queued[0])->state, JobState::kSuperseded);
+  EXPECT_EQ(*Engine::UnfinishedJobs(*reader), std::vector<uint64_t>{again.id});
+  h.RunJobs(1);
+  reader = h.store().NewStateReader();
+  EXPECT_EQ(Engine::ReadJob(*reader, again.id)->state, JobState::kDone);
+  EXPECT_EQ(Engine::ReadJob(*reader, again.id)->profiles, 2u);
+}
+
 TEST(Engine, DefinitionsAreCheckedTogether) {
   Harness h;
   h.Define({{.name = "orders", .kind = "count"}}, {{.name = "a", .expression = "computed.orders > 1"}});
