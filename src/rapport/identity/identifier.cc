@@ -19,13 +19,6 @@ absl::Status Invalid(std::string_view code, std::string message) {
   return base::MakeError(absl::StatusCode::kInvalidArgument, code, message);
 }
 
-bool ValidType(std::string_view type) {
-  if (type.empty() || type.size() > kMaxTypeBytes) return false;
-  return std::all_of(type.begin(), type.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-  });
-}
-
 std::string NormalizePhone(std::string_view value, const MergeRules& rules) {
   std::string digits;
   bool plus = false;
@@ -54,6 +47,13 @@ std::string NormalizePhone(std::string_view value, const MergeRules& rules) {
 
 }  // namespace
 
+bool IsIdentifierType(std::string_view type) {
+  if (type.empty() || type.size() > kMaxTypeBytes) return false;
+  return std::all_of(type.begin(), type.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  });
+}
+
 int MergeRules::MaxFor(std::string_view type) const {
   auto it = max_per_type.find(std::string(type));
   return it == max_per_type.end() ? default_max : it->second;
@@ -71,7 +71,7 @@ int MergeRules::RankOf(std::string_view type) const {
 absl::StatusOr<Identifier> Normalize(const wire::RawIdentifier& raw, const MergeRules& rules) {
   Identifier id;
   id.type = absl::AsciiStrToLower(base::AsAbsl(raw.type));
-  if (!ValidType(id.type)) {
+  if (!IsIdentifierType(id.type)) {
     return Invalid("invalid_identifier",
                    fmt::format("'{}' is not an identifier type (lower-case letters, digits, "
                                "'_', '.', '-'; at most {} bytes)",

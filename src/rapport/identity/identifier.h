@@ -58,6 +58,10 @@ struct MergeRules {
   int RankOf(std::string_view type) const;
 };
 
+// Whether `type` can name an identifier type: lower-case letters, digits, '_', '.', '-'; 1 to 64
+// bytes.
+bool IsIdentifierType(std::string_view type);
+
 // An identifier as the graph keeps it, or why the raw one identifies nobody
 // (InvalidArgument with a sentence; code "blocked_value" or "invalid_identifier"):
 //   email: trimmed, lower-cased, must look like local@domain;

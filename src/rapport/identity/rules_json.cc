@@ -22,13 +22,6 @@ absl::Status Bad(std::string_view code, std::string_view field, std::string mess
 
 std::string_view View(const json::string& s) { return {s.data(), s.size()}; }
 
-bool ValidTypeName(std::string_view type) {
-  if (type.empty() || type.size() > 64) return false;
-  return std::all_of(type.begin(), type.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-  });
-}
-
 absl::StatusOr<int> Limit(const json::value& v, std::string_view field) {
   if (!v.is_int64() || v.get_int64() < 1 || v.get_int64() > kMaxPerTypeLimit) {
     return Bad("invalid_value", field,
@@ -60,7 +53,7 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text, UnknownMembers
       rules.priority.clear();
       std::set<std::string> seen;
       for (const json::value& item : value.get_array()) {
-        if (!item.is_string() || (View(item.get_string()) != "*" && !ValidTypeName(View(item.get_string())))) {
+        if (!item.is_string() || (View(item.get_string()) != "*" && !IsIdentifierType(View(item.get_string())))) {
           return Bad("invalid_value", name,
                      "each 'priority' entry must be an identifier type (lower-case letters, digits, '_', "
                      "'.', '-') or \"*\" for every type not named");
@@ -81,7 +74,7 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text, UnknownMembers
       // Types named here change their limit; the others keep theirs (user_id 1 unless named).
       for (const auto& [type, limit] : value.get_object()) {
         const std::string_view t(type.data(), type.size());
-        if (!ValidTypeName(t)) {
+        if (!IsIdentifierType(t)) {
           return Bad("invalid_value", name, fmt::format("'{}' in 'max_per_type' is not an identifier type", t));
         }
         auto n = Limit(limit, fmt::format("max_per_type.{}", t));

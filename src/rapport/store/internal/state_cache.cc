@@ -18,7 +18,7 @@ const std::optional<std::string>* StateCache::Find(std::string_view key) {
 void StateCache::Put(std::string_view key, std::optional<std::string> value) {
   auto it = index_.find(key);
   if (it != index_.end()) return Assign(it->second, std::move(value));
-  const size_t cost = key.size() + (value ? value->size() : 0) + kEntryOverhead;
+  const size_t cost = Cost(key, value);
   if (cost > capacity_ / 8) return;
   lru_.push_front(Entry{std::string(key), std::move(value)});
   index_.emplace(lru_.front().key, lru_.begin());

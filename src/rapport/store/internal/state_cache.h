@@ -50,10 +50,13 @@ class StateCache {
   uint64_t misses() const { return misses_; }
 
  private:
+  static size_t Cost(std::string_view key, const std::optional<std::string>& value) {
+    return key.size() + (value ? value->size() : 0) + kEntryOverhead;
+  }
   struct Entry {
     std::string key;
     std::optional<std::string> value;
-    size_t Cost() const { return key.size() + (value ? value->size() : 0) + kEntryOverhead; }
+    size_t Cost() const { return StateCache::Cost(key, value); }
   };
   using List = std::list<Entry>;
 
