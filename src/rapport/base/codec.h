@@ -28,6 +28,12 @@ class Writer {
     Varint(s.size());
     out_.append(s);
   }
+  // Eight bytes, least significant first (e.g. the bits of a double, which a varint would
+  // stretch to ten).
+  void Fixed64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  void Reserve(size_t n) { out_.reserve(n); }
   std::string Finish() && { return std::move(out_); }
 
  private:
@@ -64,6 +70,14 @@ class Reader {
     uint64_t u;
     if (!Varint(&u)) return false;
     *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+    return true;
+  }
+  bool Fixed64(uint64_t* v) {
+    if (in_.size() < 8) return Fail();
+    uint64_t result = 0;
+    for (int i = 7; i >= 0; --i) result = (result << 8) | static_cast<uint8_t>(in_[i]);
+    in_.remove_prefix(8);
+    *v = result;
     return true;
   }
   bool Bytes(std::string_view* s) {

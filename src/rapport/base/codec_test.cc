@@ -20,6 +20,7 @@ TEST(Codec, RoundTripsRandomRecords) {
     w.Varint(u);
     w.Signed(s);
     w.Bytes(bytes);
+    w.Fixed64(u);
     const std::string out = std::move(w).Finish();
 
     Reader r(out);
@@ -27,8 +28,10 @@ TEST(Codec, RoundTripsRandomRecords) {
     uint64_t u2;
     int64_t s2;
     std::string b2;
-    ASSERT_TRUE(r.U8(&u8) && r.Varint(&u2) && r.Signed(&s2) && r.Bytes(&b2));
+    uint64_t f2;
+    ASSERT_TRUE(r.U8(&u8) && r.Varint(&u2) && r.Signed(&s2) && r.Bytes(&b2) && r.Fixed64(&f2));
     EXPECT_TRUE(r.done());
+    EXPECT_EQ(f2, u);
     EXPECT_EQ(u8, static_cast<uint8_t>(u));
     EXPECT_EQ(u2, u);
     EXPECT_EQ(s2, s);
@@ -36,7 +39,7 @@ TEST(Codec, RoundTripsRandomRecords) {
 
     // Every truncation fails instead of reading past the end.
     Reader cut(std::string_view(out).substr(0, rng() % out.size()));
-    const bool all = cut.U8(&u8) && cut.Varint(&u2) && cut.Signed(&s2) && cut.Bytes(&b2);
+    const bool all = cut.U8(&u8) && cut.Varint(&u2) && cut.Signed(&s2) && cut.Bytes(&b2) && cut.Fixed64(&f2);
     EXPECT_FALSE(all && cut.done());
   }
 }
@@ -63,6 +66,13 @@ TEST(Codec, ExtremesAndMalformedInput) {
   std::string_view s;
   Reader too_long("\x05" "abc");
   EXPECT_FALSE(too_long.Bytes(&s));
+
+  // Fixed64 is least significant byte first, whatever the machine.
+  Writer fixed;
+  fixed.Fixed64(0x0102030405060708);
+  EXPECT_EQ(std::move(fixed).Finish(), std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
+  Reader short_fixed("\x01\x02\x03");
+  EXPECT_FALSE(short_fixed.Fixed64(&c));
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ constexpr std::pair<std::string_view, ComputedKind> kKinds[] = {
     {"activity", ComputedKind::kActivity}};
 
 constexpr std::string_view kWeekdays[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+constexpr size_t kHourSlots = 7 * 24;
 constexpr base::Micros kMaxWindow = 3660 * base::kMicrosPerDay;
 
 bool NeedsProperty(ComputedKind k) {
@@ -97,13 +98,6 @@ class EventSchema final : public Schema {
   }
 };
 
-void PutDouble(base::Writer& w, double v) { w.Varint(std::bit_cast<uint64_t>(v)); }
-bool GetDouble(base::Reader& r, double* v) {
-  uint64_t bits;
-  if (!r.Varint(&bits)) return false;
-  *v = std::bit_cast<double>(bits);
-  return true;
-}
 void PutObservation(base::Writer& w, const Observation& o) {
   w.Signed(o.key.timestamp);
   w.Bytes(o.key.message_id);
@@ -111,10 +105,6 @@ void PutObservation(base::Writer& w, const Observation& o) {
 }
 bool GetObservation(base::Reader& r, Observation* o) {
   return r.Signed(&o->key.timestamp) && r.Bytes(&o->key.message_id) && r.Bytes(&o->json);
-}
-void PutOptional(base::Writer& w, const std::optional<Observation>& o) {
-  w.U8(o ? 1 : 0);
-  if (o) PutObservation(w, *o);
 }
 bool GetOptional(base::Reader& r, std::optional<Observation>* o) {
   uint8_t has;
@@ -268,9 +258,8 @@ std::optional<Observation> Observe(const ComputedTraitDef& def, const wire::Even
   if (!def.spec.event.empty() && f.event != def.spec.event) return std::nullopt;
   if (def.where && !def.where->Evaluate(EventEnv(f, key.timestamp)).matched) return std::nullopt;
   Observation o{key, ""};
-  if (def.property_is_timestamp) {
-    o.json = wire::Quote(base::FormatIso8601(key.timestamp));
-  } else if (!def.property.empty()) {
+  // first/last of "timestamp" keep only the key: the value is its time.
+  if (!def.property_is_timestamp && !def.property.empty()) {
     for (const auto& [name, json] : f.properties) {
       if (name != def.property[0]) continue;
       const wire::JsonScalar s = wire::ReadJsonPath(json, std::span(def.property).subspan(1));
@@ -314,6 +303,7 @@ void Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
   if (def.kind == ComputedKind::kActivity) {
     const absl::CivilHour hour = absl::ToCivilHour(absl::FromUnixMicros(o.key.timestamp), def.zone);
     const int weekday = (static_cast<int>(absl::GetWeekday(absl::CivilDay(hour))) + 7) % 7;  // Monday 0
+    if (hours.empty()) hours.resize(kHourSlots);
     ++hours[weekday * 24 + hour.hour()];
   }
 }
@@ -339,7 +329,8 @@ void Aggregate::Merge(const Aggregate& o) {
     }
   }
   values_overflow = values_overflow || o.values_overflow;
-  for (size_t i = 0; i < hours.size(); ++i) hours[i] += o.hours[i];
+  if (!o.hours.empty() && hours.empty()) hours.resize(kHourSlots);
+  for (size_t i = 0; i < o.hours.size(); ++i) hours[i] += o.hours[i];
 }
 
 namespace {
@@ -430,8 +421,13 @@ std::string ComputedJson(const ComputedTraitDef& def, const Aggregate& a, base::
     case ComputedKind::kAverage: return a.numbers ? Number(a.sum / static_cast<double>(a.numbers)) : "null";
     case ComputedKind::kMin: return a.numbers ? Number(a.min) : "null";
     case ComputedKind::kMax: return a.numbers ? Number(a.max) : "null";
-    case ComputedKind::kFirst: return a.first ? a.first->json : "null";
-    case ComputedKind::kLast: return a.last ? a.last->json : "null";
+    case ComputedKind::kFirst:
+    case ComputedKind::kLast: {
+      const auto& o = def.kind == ComputedKind::kFirst ? a.first : a.last;
+      if (!o) return "null";
+      // States written before format 2 also hold the time's text; it is the same.
+      return def.property_is_timestamp ? wire::Quote(base::FormatIso8601(o->key.timestamp)) : o->json;
+    }
     case ComputedKind::kDistinct: return fmt::format("{}", a.values.size());
     case ComputedKind::kMostFrequent: {
       const std::string* v = MostFrequent(a);
@@ -446,7 +442,9 @@ std::string ComputedJson(const ComputedTraitDef& def, const Aggregate& a, base::
       std::string out = "{\"counts\":[";
       for (int d = 0; d < 7; ++d) {
         out += d ? ",[" : "[";
-        for (int h = 0; h < 24; ++h) out += fmt::format("{}{}", h ? "," : "", a.hours[d * 24 + h]);
+        for (int h = 0; h < 24; ++h) {
+          out += fmt::format("{}{}", h ? "," : "", a.hours.empty() ? 0 : a.hours[d * 24 + h]);
+        }
         out += ']';
       }
       auto best = BestSlot(a);
@@ -494,40 +492,30 @@ Value ComputedValue(const ComputedTraitDef& def, const Aggregate& a, std::string
   return Value::Missing();
 }
 
-void EncodeTraitState(base::Writer& w, const TraitState& s) {
-  w.Varint(s.version);
-  const Aggregate& a = s.all_time;
-  w.Varint(a.count);
-  w.Varint(a.numbers);
-  PutDouble(w, a.sum);
-  PutDouble(w, a.min);
-  PutDouble(w, a.max);
-  PutOptional(w, a.first);
-  PutOptional(w, a.last);
-  w.Varint(a.values.size());
-  for (const auto& [v, n] : a.values) {
-    w.Bytes(v);
-    w.Varint(n);
-  }
-  w.U8(a.values_overflow ? 1 : 0);
-  size_t used = 0;
-  for (uint32_t h : a.hours) used += h ? 1 : 0;
-  w.Varint(used);
-  for (size_t i = 0; i < a.hours.size(); ++i) {
-    if (!a.hours[i]) continue;
-    w.Varint(i);
-    w.Varint(a.hours[i]);
-  }
-  w.Varint(s.entries.size());
-  for (const Observation& o : s.entries) PutObservation(w, o);
-  w.Varint(s.dropped);
-}
+namespace {
+// Format 2: the parts a state holds, after its version. Each part is written only when set.
+enum Part : uint8_t {
+  kCount = 1,      // varint count
+  kNumbers = 2,    // varint numbers · sum, min, max (each Fixed64 of the double's bits)
+  kFirst = 4,      // observation
+  kLast = 8,       // observation
+  kValues = 16,    // varint n × [bytes value JSON · varint count]
+  kOverflow = 32,  // (no bytes) more distinct values were seen than kept
+  kHours = 64,     // varint n × [varint slot · varint count], non-zero slots only
+  kWindow = 128,   // varint n × observation · varint dropped
+};
 
-bool DecodeTraitState(base::Reader& r, TraitState* s) {
+bool DecodeFormat1(base::Reader& r, TraitState* s) {
   Aggregate& a = s->all_time;
   uint64_t n = 0;
-  if (!r.Varint(&s->version) || !r.Varint(&a.count) || !r.Varint(&a.numbers) || !GetDouble(r, &a.sum) ||
-      !GetDouble(r, &a.min) || !GetDouble(r, &a.max) || !GetOptional(r, &a.first) ||
+  auto double_bits = [&r](double* v) {
+    uint64_t bits;
+    if (!r.Varint(&bits)) return false;
+    *v = std::bit_cast<double>(bits);
+    return true;
+  };
+  if (!r.Varint(&s->version) || !r.Varint(&a.count) || !r.Varint(&a.numbers) || !double_bits(&a.sum) ||
+      !double_bits(&a.min) || !double_bits(&a.max) || !GetOptional(r, &a.first) ||
       !GetOptional(r, &a.last) || !r.Varint(&n) || n > kMaxDistinctValues) {
     return false;
   }
@@ -538,11 +526,12 @@ bool DecodeTraitState(base::Reader& r, TraitState* s) {
     a.values.emplace(std::move(v), count);
   }
   uint8_t overflow;
-  if (!r.U8(&overflow) || !r.Varint(&n) || n > a.hours.size()) return false;
+  if (!r.U8(&overflow) || !r.Varint(&n) || n > kHourSlots) return false;
   a.values_overflow = overflow != 0;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t slot, count;
-    if (!r.Varint(&slot) || !r.Varint(&count) || slot >= a.hours.size()) return false;
+    if (!r.Varint(&slot) || !r.Varint(&count) || slot >= kHourSlots) return false;
+    if (a.hours.empty()) a.hours.resize(kHourSlots);
     a.hours[slot] = static_cast<uint32_t>(count);
   }
   if (!r.Varint(&n) || n > kMaxWindowEntries) return false;
@@ -551,6 +540,100 @@ bool DecodeTraitState(base::Reader& r, TraitState* s) {
     if (!GetObservation(r, &o)) return false;
   }
   return r.Varint(&s->dropped);
+}
+
+void PutDouble(base::Writer& w, double v) { w.Fixed64(std::bit_cast<uint64_t>(v)); }
+bool GetDouble(base::Reader& r, double* v) {
+  uint64_t bits;
+  if (!r.Fixed64(&bits)) return false;
+  *v = std::bit_cast<double>(bits);
+  return true;
+}
+}  // namespace
+
+void EncodeTraitState(base::Writer& w, const TraitState& s) {
+  const Aggregate& a = s.all_time;
+  size_t used = 0;
+  for (uint32_t h : a.hours) used += h ? 1 : 0;
+  const uint8_t parts = (a.count ? kCount : 0) | (a.numbers ? kNumbers : 0) | (a.first ? kFirst : 0) |
+                        (a.last ? kLast : 0) | (a.values.empty() ? 0 : kValues) |
+                        (a.values_overflow ? kOverflow : 0) | (used ? kHours : 0) |
+                        (s.entries.empty() && !s.dropped ? 0 : kWindow);
+  w.Varint(s.version);
+  w.U8(parts);
+  if (parts & kCount) w.Varint(a.count);
+  if (parts & kNumbers) {
+    w.Varint(a.numbers);
+    PutDouble(w, a.sum);
+    PutDouble(w, a.min);
+    PutDouble(w, a.max);
+  }
+  if (parts & kFirst) PutObservation(w, *a.first);
+  if (parts & kLast) PutObservation(w, *a.last);
+  if (parts & kValues) {
+    w.Varint(a.values.size());
+    for (const auto& [v, n] : a.values) {
+      w.Bytes(v);
+      w.Varint(n);
+    }
+  }
+  if (parts & kHours) {
+    w.Varint(used);
+    for (size_t i = 0; i < a.hours.size(); ++i) {
+      if (!a.hours[i]) continue;
+      w.Varint(i);
+      w.Varint(a.hours[i]);
+    }
+  }
+  if (parts & kWindow) {
+    w.Varint(s.entries.size());
+    for (const Observation& o : s.entries) PutObservation(w, o);
+    w.Varint(s.dropped);
+  }
+}
+
+bool DecodeTraitState(base::Reader& r, TraitState* s, uint8_t format) {
+  if (format == 1) return DecodeFormat1(r, s);
+  if (format != 2) return false;
+  Aggregate& a = s->all_time;
+  uint8_t parts;
+  uint64_t n = 0;
+  if (!r.Varint(&s->version) || !r.U8(&parts)) return false;
+  if ((parts & kCount) && !r.Varint(&a.count)) return false;
+  if ((parts & kNumbers) &&
+      !(r.Varint(&a.numbers) && GetDouble(r, &a.sum) && GetDouble(r, &a.min) && GetDouble(r, &a.max))) {
+    return false;
+  }
+  if ((parts & kFirst) && !GetObservation(r, &a.first.emplace())) return false;
+  if ((parts & kLast) && !GetObservation(r, &a.last.emplace())) return false;
+  if (parts & kValues) {
+    if (!r.Varint(&n) || n > kMaxDistinctValues) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string v;
+      uint64_t count;
+      if (!r.Bytes(&v) || !r.Varint(&count)) return false;
+      a.values.emplace_hint(a.values.end(), std::move(v), count);
+    }
+  }
+  a.values_overflow = (parts & kOverflow) != 0;
+  if (parts & kHours) {
+    if (!r.Varint(&n) || n > kHourSlots) return false;
+    a.hours.resize(kHourSlots);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t slot, count;
+      if (!r.Varint(&slot) || !r.Varint(&count) || slot >= kHourSlots) return false;
+      a.hours[slot] = static_cast<uint32_t>(count);
+    }
+  }
+  if (parts & kWindow) {
+    if (!r.Varint(&n) || n > kMaxWindowEntries) return false;
+    s->entries.resize(n);
+    for (Observation& o : s->entries) {
+      if (!GetObservation(r, &o)) return false;
+    }
+    if (!r.Varint(&s->dropped)) return false;
+  }
+  return true;
 }
 
 }  // namespace rapport::profile

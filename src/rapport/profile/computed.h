@@ -14,7 +14,6 @@
 #ifndef RAPPORT_PROFILE_COMPUTED_H_
 #define RAPPORT_PROFILE_COMPUTED_H_
 
-#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -95,7 +94,7 @@ struct Aggregate {
   std::optional<Observation> last;
   std::map<std::string, uint64_t> values;  // value JSON → count (at most kMaxDistinctValues)
   bool values_overflow = false;
-  std::array<uint32_t, 7 * 24> hours{};  // Monday 00h first
+  std::vector<uint32_t> hours;  // activity: 7 × 24 counters, Monday 00h first; empty: all zero
 
   void Add(const ComputedTraitDef& def, const Observation& o);
   void Merge(const Aggregate& other);
@@ -125,9 +124,11 @@ Value ComputedValue(const ComputedTraitDef& def, const Aggregate& a, std::string
 // A JSON value (the member at `path` inside `json`) as the segment language sees it.
 Value ValueFromJson(std::string_view json, std::span<const std::string> path);
 
-// The stored form of a state (inside the profile's derived-state record, docs/formats/store.md).
+// The stored form of a state (inside the profile's derived-state record, docs/formats/store.md):
+// written in the record's current format, read in either (`format` 1 or 2, the record's version).
+inline constexpr uint8_t kTraitStateFormat = 2;
 void EncodeTraitState(base::Writer& w, const TraitState& state);
-bool DecodeTraitState(base::Reader& r, TraitState* state);
+bool DecodeTraitState(base::Reader& r, TraitState* state, uint8_t format = kTraitStateFormat);
 
 }  // namespace rapport::profile
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <random>
 
 #include "rapport/base/error.h"
@@ -134,6 +135,92 @@ TEST(ComputedTraits, StatesCommuteAndMergeWhateverTheOrder) {
       EXPECT_TRUE(r.done());
       EXPECT_EQ(ComputedJson(def, decoded.At(def, kNow), kNow), ComputedJson(def, a.At(def, kNow), kNow));
     }
+  }
+}
+
+TEST(ComputedTraits, StoredStatesKeepOnlyTheirPartsAndFormat1StillReads) {
+  const std::vector<std::pair<wire::EventFacts, base::Micros>> events = {
+      {Order(40, "shoes"), kNow - 3 * kDay}, {Order(60, "hats"), kNow - 2 * kDay}};
+  auto state_of = [&](const ComputedTraitDef& def) {
+    TraitState state;
+    state.version = def.version;
+    int n = 0;
+    for (const auto& [f, ts] : events) state.Add(def, *Observe(def, f, {ts, fmt::format("m{}", n++)}), kNow);
+    return state;
+  };
+  auto encode = [](const TraitState& state) {
+    base::Writer w;
+    EncodeTraitState(w, state);
+    return std::move(w).Finish();
+  };
+  // Format 2: version, the parts present, then only those parts.
+  EXPECT_EQ(encode(state_of(Def({.kind = "count"}))), std::string("\x01\x01\x02", 3));
+  EXPECT_EQ(encode(state_of(Def({.kind = "sum", .property = "total"}))).size(), 3u + 1 + 3 * 8);
+  const std::string last_time = encode(state_of(Def({.kind = "last", .property = "timestamp"})));
+  EXPECT_EQ(last_time.find(base::FormatIso8601(kNow - 2 * kDay).substr(0, 10)), std::string::npos)
+      << "a timestamp trait stores the time once, in its key";
+
+  // Format 1 (before session 5) wrote every part of every state, and the time's text.
+  auto format1 = [](const TraitState& s, std::string_view time_json) {
+    const Aggregate& a = s.all_time;
+    base::Writer w;
+    w.Varint(s.version);
+    w.Varint(a.count);
+    w.Varint(a.numbers);
+    for (double d : {a.sum, a.min, a.max}) w.Varint(std::bit_cast<uint64_t>(d));
+    for (const std::optional<Observation>* o : {&a.first, &a.last}) {
+      w.U8(o->has_value() ? 1 : 0);
+      if (*o) {
+        w.Signed((*o)->key.timestamp);
+        w.Bytes((*o)->key.message_id);
+        w.Bytes(time_json.empty() ? (*o)->json : time_json);
+      }
+    }
+    w.Varint(a.values.size());
+    for (const auto& [v, n] : a.values) {
+      w.Bytes(v);
+      w.Varint(n);
+    }
+    w.U8(a.values_overflow);
+    size_t used = 0;
+    for (uint32_t h : a.hours) used += h ? 1 : 0;
+    w.Varint(used);
+    for (size_t i = 0; i < a.hours.size(); ++i) {
+      if (!a.hours[i]) continue;
+      w.Varint(i);
+      w.Varint(a.hours[i]);
+    }
+    w.Varint(s.entries.size());
+    for (const Observation& o : s.entries) {
+      w.Signed(o.key.timestamp);
+      w.Bytes(o.key.message_id);
+      w.Bytes(o.json);
+    }
+    w.Varint(s.dropped);
+    return std::move(w).Finish();
+  };
+  const std::vector<wire::ComputedTraitSpec> specs = {
+      {.kind = "sum", .property = "total"}, {.kind = "last", .property = "timestamp"},
+      {.kind = "most_frequent", .property = "category"}, {.kind = "activity"},
+      {.kind = "count", .window = "7d"}, {.kind = "rfm", .property = "total"}};
+  for (const wire::ComputedTraitSpec& spec : specs) {
+    const ComputedTraitDef def = Def(spec);
+    const TraitState state = state_of(def);
+    const std::string expected = ComputedJson(def, state.At(def, kNow), kNow);
+    const std::string time_json =
+        def.property_is_timestamp ? "\"" + base::FormatIso8601(kNow - 2 * kDay) + "\"" : "";
+    const std::string bytes = format1(state, time_json);
+    base::Reader r(bytes);
+    TraitState decoded;
+    ASSERT_TRUE(DecodeTraitState(r, &decoded, 1)) << spec.kind;
+    EXPECT_TRUE(r.done()) << spec.kind;
+    EXPECT_EQ(ComputedJson(def, decoded.At(def, kNow), kNow), expected) << spec.kind;
+    // Read as format 2, the same bytes are not taken for a state.
+    base::Reader wrong(bytes);
+    TraitState misread;
+    EXPECT_FALSE(DecodeTraitState(wrong, &misread, 2) && wrong.done() &&
+                 ComputedJson(def, misread.At(def, kNow), kNow) == expected)
+        << spec.kind;
   }
 }
 

@@ -10,7 +10,7 @@
 namespace rapport::profile {
 namespace {
 
-constexpr uint8_t kDerivedVersion = 1;
+constexpr uint8_t kJobVersion = 1;
 constexpr size_t kTimelineKeySize = 1 + 4 + 8 + 8 + 8;
 
 uint64_t Ordered(base::Micros t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
@@ -36,7 +36,8 @@ bool DerivedState::InSegment(std::string_view name) const {
 
 std::string EncodeDerived(const DerivedState& d) {
   base::Writer w;
-  w.U8(kDerivedVersion);
+  w.Reserve(512);
+  w.U8(kTraitStateFormat);  // the record's version is its trait states' format
   w.Varint(d.traits.size());
   for (const auto& [name, state] : d.traits) {
     w.Bytes(name);
@@ -56,12 +57,14 @@ std::optional<DerivedState> DecodeDerived(std::string_view bytes) {
   DerivedState d;
   uint8_t version;
   uint64_t n;
-  if (!r.U8(&version) || version != kDerivedVersion || !r.Varint(&n) || n > 10'000) return std::nullopt;
+  if (!r.U8(&version) || version < 1 || version > kTraitStateFormat || !r.Varint(&n) || n > 10'000) {
+    return std::nullopt;
+  }
   for (uint64_t i = 0; i < n; ++i) {
-    std::string name;
-    TraitState state;
-    if (!r.Bytes(&name) || !DecodeTraitState(r, &state)) return std::nullopt;
-    d.traits.emplace(std::move(name), std::move(state));
+    std::string_view name;
+    if (!r.Bytes(&name)) return std::nullopt;
+    auto it = d.traits.emplace_hint(d.traits.end(), std::string(name), TraitState{});
+    if (!DecodeTraitState(r, &it->second, version)) return std::nullopt;
   }
   if (!r.Varint(&n) || n > 10'000) return std::nullopt;
   d.segments.resize(n);
@@ -165,7 +168,7 @@ std::string_view JobStateName(JobState s) {
 
 std::string EncodeJob(const Job& j) {
   base::Writer w;
-  w.U8(kDerivedVersion);
+  w.U8(kJobVersion);
   w.Varint(j.ws);
   w.U8(static_cast<uint8_t>(j.kind));
   w.Bytes(j.target);
@@ -187,7 +190,7 @@ std::optional<Job> DecodeJob(uint64_t id, std::string_view bytes) {
   j.id = id;
   uint8_t version, kind, state;
   uint64_t ws;
-  if (!r.U8(&version) || version != kDerivedVersion || !r.Varint(&ws) || !r.U8(&kind) ||
+  if (!r.U8(&version) || version != kJobVersion || !r.Varint(&ws) || !r.U8(&kind) ||
       !r.Bytes(&j.target) || !r.Varint(&j.version) || !r.U8(&state) || !r.Varint(&j.cursor) ||
       !r.Varint(&j.total) || !r.Varint(&j.profiles) || !r.Signed(&j.created_at) ||
       !r.Signed(&j.started_at) || !r.Signed(&j.finished_at) || !r.Bytes(&j.error) || !r.done() ||
