@@ -63,7 +63,7 @@ std::string Number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : 
 class EventEnv final : public Env {
  public:
   EventEnv(const wire::EventFacts& f, base::Micros at) : f_(f), at_(at) {}
-  Value Field(Root root, const std::vector<std::string>& path, std::string_view) const override {
+  Value Field(Root root, const std::vector<std::string>& path, int) const override {
     switch (root) {
       case Root::kEvent: return f_.event.empty() ? Value::Missing() : Value::String(f_.event);
       case Root::kType: return Value::String(std::string(wire::EventTypeName(f_.type)));

@@ -69,6 +69,16 @@ std::optional<StoredDefinition> DecodeStoredDefinition(std::string_view bytes) {
   return d;
 }
 
+std::optional<size_t> Definitions::ComputedIndex(std::string_view name) const {
+  auto it = computed_index_.find(base::AsAbsl(name));
+  return it == computed_index_.end() ? std::nullopt : std::optional<size_t>(it->second);
+}
+
+std::optional<size_t> Definitions::SegmentIndex(std::string_view name) const {
+  auto it = segment_index_.find(base::AsAbsl(name));
+  return it == segment_index_.end() ? std::nullopt : std::optional<size_t>(it->second);
+}
+
 const ComputedTraitDef* Definitions::FindComputed(std::string_view name) const {
   auto it = computed_index_.find(base::AsAbsl(name));
   return it == computed_index_.end() ? nullptr : &computed_[it->second];
@@ -128,6 +138,24 @@ absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, u
   for (const std::string& name : all) RAPPORT_RETURN_IF_ERROR(visit(name));
   segments_ = std::move(ordered);
   Index();
+  // Resolve names to indexes, and number the fields read (the same field in two segments gets
+  // the same number, so one evaluation of all segments reads it once).
+  absl::flat_hash_map<std::string, int> slots;
+  for (SegmentDef& def : segments_) {
+    def.field_slots.clear();
+    def.computed_reads.clear();
+    def.segment_reads.clear();
+    for (const std::string& field : def.expression->fields()) {
+      def.field_slots.push_back(slots.try_emplace(field, static_cast<int>(slots.size())).first->second);
+    }
+    for (const std::string& name : def.expression->computed()) def.computed_reads.push_back(*ComputedIndex(name));
+    for (const std::string& name : def.expression->segments()) def.segment_reads.push_back(*SegmentIndex(name));
+  }
+  field_slots_ = slots.size();
+  segments_by_name_.resize(segments_.size());
+  for (size_t i = 0; i < segments_.size(); ++i) segments_by_name_[i] = i;
+  std::sort(segments_by_name_.begin(), segments_by_name_.end(),
+            [&](size_t a, size_t b) { return segments_[a].name() < segments_[b].name(); });
   return absl::OkStatus();
 }
 

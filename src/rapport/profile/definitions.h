@@ -44,6 +44,10 @@ struct SegmentDef {
   wire::SegmentSpec spec;
   uint64_t version = 0;
   std::shared_ptr<const Expression> expression;
+  // Resolved against the Definitions that hold it, so evaluation looks nothing up by name:
+  std::vector<int> field_slots;        // the workspace's number of each of expression->fields()
+  std::vector<size_t> computed_reads;  // the computed traits it names, as indexes in computed()
+  std::vector<size_t> segment_reads;   // the segments it names, as indexes in segments() (earlier)
   const std::string& name() const { return spec.name; }
 };
 
@@ -69,6 +73,13 @@ class Definitions {
   const std::vector<SegmentDef>& segments() const { return segments_; }  // dependencies first
   const ComputedTraitDef* FindComputed(std::string_view name) const;
   const SegmentDef* FindSegment(std::string_view name) const;
+  // Indexes in computed() and segments(); nullopt if there is none of that name.
+  std::optional<size_t> ComputedIndex(std::string_view name) const;
+  std::optional<size_t> SegmentIndex(std::string_view name) const;
+  // Indexes in segments(), in order of name (how a profile's memberships are kept).
+  const std::vector<size_t>& segments_by_name() const { return segments_by_name_; }
+  // How many distinct fields the segments read (SegmentDef::field_slots are below it).
+  size_t field_slots() const { return field_slots_; }
   bool empty() const { return computed_.empty() && segments_.empty(); }
 
  private:
@@ -82,6 +93,8 @@ class Definitions {
   std::vector<SegmentDef> segments_;
   absl::flat_hash_map<std::string, size_t> computed_index_;
   absl::flat_hash_map<std::string, size_t> segment_index_;
+  std::vector<size_t> segments_by_name_;
+  size_t field_slots_ = 0;
 };
 
 }  // namespace rapport::profile

@@ -126,7 +126,7 @@ class Engine::Run {
     bool all = false;     // merged, rebuilt, recomputed, swept: evaluate every segment
     bool event = false;   // an event was applied: profile.* changed
     bool traits = false;  // a trait changed
-    absl::flat_hash_set<std::string> computed;  // computed traits that changed
+    std::vector<bool> computed;  // by index in the definitions: the computed traits that changed
   };
   absl::Status Evaluate(const ProfileRecord& p, DerivedState& d, const Changes& changes);
   void ChangedAll(uint64_t id) { changes_[id].all = true; }
@@ -158,6 +158,7 @@ class Engine::Run {
   absl::flat_hash_set<uint64_t> stored_derived_;  // derived states read from the store
   absl::flat_hash_set<uint64_t> recompute_;  // merged during a backfill: recompute those traits
   absl::flat_hash_map<uint64_t, Changes> changes_;
+  std::vector<std::optional<Value>> field_cache_;  // Evaluate's, kept for its allocation
 };
 
 namespace {
@@ -170,17 +171,25 @@ const TraitState* StateFor(const DerivedState& d, const ComputedTraitDef& def) {
 // What a segment reads: the profile, its derived state and the segments evaluated before it.
 class ProfileEnv final : public Env {
  public:
+  // `in`: by index in defs.segments(), whether the profile is in it (set for those evaluated so
+  // far). `cache`: defs.field_slots() values, empty or kept from the last profile (cleared here).
   ProfileEnv(const ProfileRecord& p, const DerivedState& d, const Definitions& defs, base::Micros now,
-             const absl::flat_hash_set<std::string_view>& in)
-      : p_(p), d_(d), defs_(defs), now_(now), in_(in) {}
+             const std::vector<char>& in, std::vector<std::optional<Value>>& cache)
+      : p_(p), d_(d), defs_(defs), now_(now), in_(in), cache_(cache) {
+    cache_.assign(defs.field_slots(), std::nullopt);
+  }
 
   // Each field is read once per evaluation of all segments (many segments read the same ones).
-  Value Field(Root root, const std::vector<std::string>& path, std::string_view key) const override {
-    auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(key, Read(root, path)).first;
-    return it->second;
+  Value Field(Root root, const std::vector<std::string>& path, int slot) const override {
+    if (slot < 0) return Read(root, path);
+    std::optional<Value>& cached = cache_[static_cast<size_t>(slot)];
+    if (!cached) cached = Read(root, path);
+    return *cached;
   }
-  bool InSegment(std::string_view name) const override { return in_.contains(name); }
+  bool InSegment(std::string_view name) const override {
+    std::optional<size_t> i = defs_.SegmentIndex(name);
+    return i && in_[*i];
+  }
   base::Micros Now() const override { return now_; }
 
  private:
@@ -210,8 +219,8 @@ class ProfileEnv final : public Env {
   const DerivedState& d_;
   const Definitions& defs_;
   const base::Micros now_;
-  const absl::flat_hash_set<std::string_view>& in_;
-  mutable absl::flat_hash_map<std::string_view, Value> cache_;  // keys live in the definitions
+  const std::vector<char>& in_;
+  std::vector<std::optional<Value>>& cache_;  // by field slot
 };
 
 }  // namespace
@@ -245,7 +254,9 @@ absl::StatusOr<const ProfileRecord*> Engine::Run::RecordAt(uint64_t id) {
 }
 
 void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key) {
-  for (const ComputedTraitDef& def : defs_.computed()) {
+  const std::vector<ComputedTraitDef>& all = defs_.computed();
+  for (size_t i = 0; i < all.size(); ++i) {
+    const ComputedTraitDef& def = all[i];
     std::optional<Observation> o = Observe(def, f, key);
     if (!o) continue;
     auto d = Derived(target->id);
@@ -259,7 +270,9 @@ void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f,
       state.version = def.version;
     }
     state.Add(def, *std::move(o), now_);
-    changes_[target->id].computed.insert(def.name());
+    std::vector<bool>& changed = changes_[target->id].computed;
+    changed.resize(all.size());
+    changed[i] = true;
   }
 }
 
@@ -312,47 +325,52 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   // Everything is evaluated the first time (a segment may hold for a profile that changed
   // nothing it reads, e.g. !exists(traits.plan)) and when a time change is overdue.
   const bool all = changes.all || !stored_derived_.contains(p.id) || (d.due && d.due <= now_);
-  absl::flat_hash_set<std::string_view> in;     // names live in defs_
-  absl::flat_hash_set<std::string_view> moved;  // segments whose membership changed in this evaluation
+  const std::vector<SegmentDef>& segments = defs_.segments();
+  std::vector<char> was_in(segments.size()), in(segments.size());
+  std::vector<char> moved(segments.size());  // membership changed in this evaluation
+  for (const Membership& m : d.segments) {
+    if (std::optional<size_t> i = defs_.SegmentIndex(m.segment)) was_in[*i] = 1;
+  }
   bool skipped = false;
-  const ProfileEnv env(p, d, defs_, now_, in);
-  for (const SegmentDef& seg : defs_.segments()) {
+  const ProfileEnv env(p, d, defs_, now_, in, field_cache_);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const SegmentDef& seg = segments[i];
     const Expression& e = *seg.expression;
     bool stale = all || (changes.event && e.Reads(Root::kProfile)) || (changes.traits && e.Reads(Root::kTraits));
-    for (const std::string& name : e.computed()) stale = stale || changes.computed.contains(name);
-    for (const std::string& name : e.segments()) stale = stale || moved.contains(name);
-    const bool was_in = d.InSegment(seg.name());
-    bool now_in = was_in;
+    for (size_t c : seg.computed_reads) stale = stale || (c < changes.computed.size() && changes.computed[c]);
+    for (size_t s : seg.segment_reads) stale = stale || moved[s];
+    in[i] = was_in[i];
     if (stale) {
-      const Evaluation r = e.Evaluate(env);
+      const Evaluation r = e.Evaluate(env, seg.field_slots);
       next = std::min(next, r.next_change);
-      now_in = r.matched;
+      in[i] = r.matched;
     } else {
       skipped = true;
     }
-    if (now_in) in.insert(seg.name());
-    if (now_in != was_in) moved.insert(seg.name());
+    moved[i] = in[i] != was_in[i];
   }
   // A segment not evaluated may still change with time: keep its (earlier) due time.
   if (skipped && d.due > now_) next = std::min(next, d.due);
-  std::vector<std::string_view> sorted(in.begin(), in.end());
-  std::sort(sorted.begin(), sorted.end());
+  // Memberships stay sorted by name: walk the old ones and the segments by name together.
   std::vector<Membership> now_in;
-  for (std::string_view name : sorted) {
-    auto old = std::lower_bound(d.segments.begin(), d.segments.end(), name,
-                                [](const Membership& m, std::string_view n) { return m.segment < n; });
+  auto old = d.segments.begin();
+  for (size_t i : defs_.segments_by_name()) {
+    if (!in[i]) continue;
+    const std::string& name = segments[i].name();
+    while (old != d.segments.end() && old->segment < name) ++old;
     if (old != d.segments.end() && old->segment == name) {
       now_in.push_back(*old);
       continue;
     }
-    now_in.push_back({std::string(name), now_});
+    now_in.push_back({name, now_});
     txn_.Put(MemberKey(ws_, name, p.id), EncodeU64(static_cast<uint64_t>(now_)));
     RAPPORT_RETURN_IF_ERROR(AddToCount(name, +1));
     txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, name), "entered");
     if (engine_.segment_changes_ && !replaying_) engine_.segment_changes_->Inc();
   }
   for (const Membership& m : d.segments) {
-    if (in.contains(m.segment)) continue;
+    std::optional<size_t> i = defs_.SegmentIndex(m.segment);
+    if (i && in[*i]) continue;
     txn_.Delete(MemberKey(ws_, m.segment, p.id));
     RAPPORT_RETURN_IF_ERROR(AddToCount(m.segment, -1));
     if (defs_.FindSegment(m.segment)) {

@@ -530,5 +530,35 @@ TEST(Engine, DefinitionsAreCheckedTogether) {
   EXPECT_EQ((*h.engine().DefinitionsFor(*reader, kWs))->segments().size(), 2u);
 }
 
+TEST(Engine, DefinitionsResolveWhatSegmentsReadToIndexes) {
+  auto defs = std::make_shared<const Definitions>();
+  defs = *defs->WithComputed({.name = "orders", .kind = "count"}, 1);
+  defs = *defs->WithComputed({.name = "spend", .kind = "sum", .property = "total"}, 1);
+  defs = *defs->WithSegment({.name = "z_big", .expression = "computed.spend > 100 && traits.plan == \"pro\""}, 1);
+  defs = *defs->WithSegment({.name = "a_loyal", .expression = "segment(\"z_big\") && computed.orders > 3"}, 1);
+  defs = *defs->WithSegment({.name = "m_pro", .expression = "traits.plan == \"pro\""}, 1);
+  const std::vector<SegmentDef>& segments = defs->segments();
+  ASSERT_EQ(segments.size(), 3u);
+  const SegmentDef& loyal = segments[*defs->SegmentIndex("a_loyal")];
+  const SegmentDef& big = segments[*defs->SegmentIndex("z_big")];
+  const SegmentDef& pro = segments[*defs->SegmentIndex("m_pro")];
+  // A segment comes after those it names, and names them by index.
+  EXPECT_LT(*defs->SegmentIndex("z_big"), *defs->SegmentIndex("a_loyal"));
+  EXPECT_EQ(loyal.segment_reads, std::vector<size_t>{*defs->SegmentIndex("z_big")});
+  EXPECT_EQ(loyal.computed_reads, std::vector<size_t>{*defs->ComputedIndex("orders")});
+  EXPECT_EQ(big.computed_reads, std::vector<size_t>{*defs->ComputedIndex("spend")});
+  // traits.plan has one number in every segment; the three distinct fields have three.
+  EXPECT_EQ(defs->field_slots(), 3u);
+  ASSERT_EQ(big.field_slots.size(), 2u);
+  ASSERT_EQ(pro.field_slots.size(), 1u);
+  EXPECT_EQ(big.field_slots[1], pro.field_slots[0]);
+  EXPECT_NE(big.field_slots[0], big.field_slots[1]);
+  EXPECT_NE(loyal.field_slots[0], big.field_slots[0]);
+  // Memberships are kept by name.
+  std::vector<std::string> by_name;
+  for (size_t i : defs->segments_by_name()) by_name.push_back(segments[i].name());
+  EXPECT_EQ(by_name, (std::vector<std::string>{"a_loyal", "m_pro", "z_big"}));
+}
+
 }  // namespace
 }  // namespace rapport::profile

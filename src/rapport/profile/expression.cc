@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
@@ -28,7 +29,7 @@ struct Expression::Node {
   Value literal;             // kLiteral
   Root root = Root::kTraits;  // kField
   std::vector<std::string> path;
-  std::string key;           // kField: Env::Field's key
+  int field = -1;            // kField: its index in Expression::fields()
   std::vector<Value> items;  // kList
   std::string name;          // kSegment
 };
@@ -542,11 +543,14 @@ class Parser {
       RAPPORT_ASSIGN_OR_RETURN(std::string member, MemberName());
       n.path.push_back(std::move(member));
     }
-    n.key.assign(1, static_cast<char>(n.root));
+    std::string key(1, static_cast<char>(n.root));
     for (const std::string& part : n.path) {
-      n.key += '\0';
-      n.key += part;
+      key += '\0';
+      key += part;
     }
+    auto known = std::find(out_.fields_.begin(), out_.fields_.end(), key);
+    n.field = static_cast<int>(known - out_.fields_.begin());
+    if (known == out_.fields_.end()) out_.fields_.push_back(std::move(key));
     switch (n.root) {
       case Root::kEvent:
       case Root::kType:
@@ -651,7 +655,8 @@ class Parser {
 
 class Evaluator {
  public:
-  Evaluator(const Expression& e, const Env& env) : e_(e), env_(env), now_(env.Now()) {}
+  Evaluator(const Expression& e, const Env& env, std::span<const int> slots)
+      : e_(e), env_(env), slots_(slots), now_(env.Now()) {}
 
   Evaluation Run() {
     Evaluation out;
@@ -762,7 +767,7 @@ class Evaluator {
     switch (n.op) {
       case Op::kLiteral: return n.literal;
       case Op::kList: return Value::Missing();
-      case Op::kField: return env_.Field(n.root, n.path, n.key);
+      case Op::kField: return env_.Field(n.root, n.path, slots_.empty() ? -1 : slots_[n.field]);
       case Op::kNow: {
         Value v = Value::Time(now_);
         v.now_factor = 1;
@@ -826,6 +831,7 @@ class Evaluator {
 
   const Expression& e_;
   const Env& env_;
+  const std::span<const int> slots_;
   const base::Micros now_;
   base::Micros next_ = Evaluation::kNever;
 };
@@ -849,7 +855,10 @@ absl::StatusOr<std::unique_ptr<const Expression>> Expression::Parse(std::string_
   return std::unique_ptr<const Expression>(std::move(e));
 }
 
-Evaluation Expression::Evaluate(const Env& env) const { return Evaluator(*this, env).Run(); }
+Evaluation Expression::Evaluate(const Env& env, std::span<const int> slots) const {
+  RAPPORT_CHECK(slots.empty() || slots.size() == fields_.size());
+  return Evaluator(*this, env, slots).Run();
+}
 
 absl::StatusOr<base::Micros> ParseDuration(std::string_view text) {
   Lexer lexer(text);

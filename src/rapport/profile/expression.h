@@ -23,6 +23,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,9 +112,9 @@ class Env {
  public:
   virtual ~Env() = default;
   // `path` are the member names after the root (after `computed`: the name, then the part).
-  // `key` is root and path in one string, the same for the same field in every expression (a
-  // key for caches); it lives as long as the expression.
-  virtual Value Field(Root root, const std::vector<std::string>& path, std::string_view key) const = 0;
+  // `slot` is the caller's number for the field (Expression::Evaluate's `slots`: the same for
+  // the same field in every expression evaluated with them, e.g. to cache values), or -1.
+  virtual Value Field(Root root, const std::vector<std::string>& path, int slot) const = 0;
   virtual bool InSegment(std::string_view name) const = 0;
   virtual base::Micros Now() const = 0;
 };
@@ -134,10 +135,14 @@ class Expression {
                                                                  const Schema& schema);
   ~Expression();
 
-  Evaluation Evaluate(const Env& env) const;
+  // `slots`: empty, or the caller's number for each of fields(), passed on to Env::Field.
+  Evaluation Evaluate(const Env& env, std::span<const int> slots = {}) const;
   // The segments and computed traits it names (each once, in order of appearance).
   const std::vector<std::string>& segments() const { return segments_; }
   const std::vector<std::string>& computed() const { return computed_; }
+  // The fields it reads, each once: root and path in one string (a key that is the same for
+  // the same field in every expression).
+  const std::vector<std::string>& fields() const { return fields_; }
   const std::string& text() const { return text_; }
   // Whether a field under `root` is read.
   bool Reads(Root root) const { return (roots_ >> static_cast<int>(root)) & 1; }
@@ -150,6 +155,7 @@ class Expression {
   std::vector<Node> nodes_;  // nodes_.back() is the root
   std::vector<std::string> segments_;
   std::vector<std::string> computed_;
+  std::vector<std::string> fields_;
   uint32_t roots_ = 0;  // bit per Root read
   friend class Parser;
   friend class Evaluator;

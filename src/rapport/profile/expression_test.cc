@@ -37,7 +37,7 @@ class TestEnv final : public Env {
   bool churned = false;
   base::Micros now = kNow;
 
-  Value Field(Root root, const std::vector<std::string>& path, std::string_view) const override {
+  Value Field(Root root, const std::vector<std::string>& path, int) const override {
     const auto& map = root == Root::kTraits ? traits : computed;
     auto it = map.find(path[0]);
     return it == map.end() ? Value::Missing() : it->second;
@@ -185,6 +185,27 @@ TEST(Expression, NamesWhatItUses) {
   auto e = MustParse(R"(computed.orders > 1 && segment("churned") || computed.orders < 0)");
   EXPECT_EQ(e->computed(), std::vector<std::string>{"orders"});
   EXPECT_EQ(e->segments(), std::vector<std::string>{"churned"});
+}
+
+TEST(Expression, EachFieldIsReadThroughTheCallersSlot) {
+  auto e = MustParse("computed.orders >= 1 && computed.orders < 5 && traits.plan == \"pro\"");
+  ASSERT_EQ(e->fields().size(), 2u);  // computed.orders once
+  class SlotEnv final : public Env {
+   public:
+    Value Field(Root root, const std::vector<std::string>&, int slot) const override {
+      seen.push_back(slot);
+      return root == Root::kComputed ? Value::Number(2) : Value::String("pro");
+    }
+    bool InSegment(std::string_view) const override { return false; }
+    base::Micros Now() const override { return kNow; }
+    mutable std::vector<int> seen;
+  } env;
+  const int slots[] = {7, 3};
+  EXPECT_TRUE(e->Evaluate(env, slots).matched);
+  EXPECT_EQ(env.seen, (std::vector<int>{7, 7, 3}));
+  env.seen.clear();
+  EXPECT_TRUE(e->Evaluate(env).matched);
+  EXPECT_EQ(env.seen, (std::vector<int>{-1, -1, -1}));
 }
 
 TEST(Duration, ParsesUnitsAndRefusesTheRest) {
