@@ -370,6 +370,7 @@ struct Store::Impl final : EarlierGroups {
   std::thread syncer;
   // The writer thread's alone after Open.
   uint64_t next_seq = 1;
+  double batch_bytes_per_event = 0;  // of the last event group's WriteBatch
   std::unique_ptr<internal::StateCache> cache;
   std::deque<std::unique_ptr<Applied>> in_flight;  // applied, not yet folded into the cache
   // What /metrics reads; the registry's collector keeps it, and may outlive the store.
@@ -535,6 +536,10 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   a.group = std::move(group);
   a.results.resize(a.group.size());
   a.txn = std::make_unique<GroupTxn>(db, cf[kState], cf[kEvents], cache.get(), this);
+  // Sized like the last group's per event, so building a large batch does not copy it as it grows.
+  size_t group_events_count = 0;
+  for (const Pending& p : a.group) group_events_count += p.events.size();
+  a.batch = rocksdb::WriteBatch(static_cast<size_t>(batch_bytes_per_event * 1.25 * static_cast<double>(group_events_count)));
   uint64_t seq = next_seq;
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
@@ -587,6 +592,9 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
       }
     }
     if (status.ok()) a.txn->WriteTo(&a.batch);
+    if (status.ok() && group_events_count) {
+      batch_bytes_per_event = static_cast<double>(a.batch.GetDataSize()) / static_cast<double>(group_events_count);
+    }
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
   PublishCacheStats();

@@ -11,19 +11,31 @@ const std::optional<std::string>* StateCache::Find(std::string_view key) {
     return nullptr;
   }
   ++hits_;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return &it->second->value;
+  Entry& e = slots_[it->second];
+  e.referenced = true;
+  return &e.value;
 }
 
 void StateCache::Put(std::string_view key, std::optional<std::string> value) {
   auto it = index_.find(key);
   if (it != index_.end()) return Assign(it->second, std::move(value));
   const size_t cost = Cost(key, value);
-  if (cost > capacity_ / 8) return;
-  lru_.push_front(Entry{std::string(key), std::move(value)});
-  index_.emplace(lru_.front().key, lru_.begin());
+  if (cost > capacity_ / 8 || key.empty()) return;
+  uint32_t slot;
+  if (free_.empty()) {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  } else {
+    slot = free_.back();
+    free_.pop_back();
+  }
+  Entry& e = slots_[slot];
+  e.key.assign(key);
+  e.value = std::move(value);
+  e.referenced = false;  // a key used once leaves first; a read gives it its second chance
+  index_.emplace(e.key, slot);
   bytes_ += cost;
-  EvictBeyondCapacity();
+  EvictBeyondCapacity(slot);
 }
 
 void StateCache::Update(std::string_view key, std::optional<std::string> value) {
@@ -31,28 +43,49 @@ void StateCache::Update(std::string_view key, std::optional<std::string> value) 
   if (it != index_.end()) Assign(it->second, std::move(value));
 }
 
-void StateCache::Assign(List::iterator entry, std::optional<std::string> value) {
-  bytes_ -= entry->Cost();
-  entry->value = std::move(value);
-  bytes_ += entry->Cost();
-  if (entry->Cost() > capacity_ / 8) return Erase(entry);
-  lru_.splice(lru_.begin(), lru_, entry);
-  EvictBeyondCapacity();
+void StateCache::Assign(uint32_t slot, std::optional<std::string> value) {
+  Entry& e = slots_[slot];
+  bytes_ -= e.Cost();
+  e.value = std::move(value);
+  bytes_ += e.Cost();
+  if (e.Cost() > capacity_ / 8) return Erase(slot);
+  e.referenced = true;
+  EvictBeyondCapacity(slot);
 }
 
-void StateCache::EvictBeyondCapacity() {
-  while (bytes_ > capacity_ && !lru_.empty()) Erase(std::prev(lru_.end()));
+void StateCache::EvictBeyondCapacity(uint32_t keep) {
+  // Each full turn clears every bit it passes, so the second turn at the latest evicts (`keep`
+  // is at most an eighth of the capacity: others are there to evict).
+  while (bytes_ > capacity_) {
+    if (hand_ >= slots_.size()) hand_ = 0;
+    Entry& e = slots_[hand_];
+    if (!e.key.empty() && hand_ != keep) {
+      if (e.referenced) {
+        e.referenced = false;
+      } else {
+        Erase(static_cast<uint32_t>(hand_));
+      }
+    }
+    ++hand_;
+  }
 }
 
-void StateCache::Erase(List::iterator it) {
-  bytes_ -= it->Cost();
-  index_.erase(std::string_view(it->key));
-  lru_.erase(it);
+void StateCache::Erase(uint32_t slot) {
+  Entry& e = slots_[slot];
+  bytes_ -= e.Cost();
+  index_.erase(std::string_view(e.key));
+  e.key.clear();
+  e.key.shrink_to_fit();
+  e.value.reset();
+  e.referenced = false;
+  free_.push_back(slot);
 }
 
 void StateCache::Clear() {
   index_.clear();
-  lru_.clear();
+  slots_.clear();
+  free_.clear();
+  hand_ = 0;
   bytes_ = 0;
 }
 

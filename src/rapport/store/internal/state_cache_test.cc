@@ -15,55 +15,68 @@ size_t Cost(const std::string& key, const std::optional<std::string>& value) {
   return key.size() + (value ? value->size() : 0) + StateCache::kEntryOverhead;
 }
 
-// Property: against a reference LRU (a map plus a recency list), after every operation the
-// cache returns exactly what the reference holds, stays within its capacity, and evicts the
-// least recently used entries first.
-TEST(StateCache, BehavesAsAReferenceLru) {
+// Property: whatever the sequence of puts, updates and reads, the cache never answers with
+// anything but the last value set for a key, keeps what was just set (if it fits), stays within
+// its capacity, and counts exactly the bytes of the entries it answers for.
+TEST(StateCache, AnswersOnlyTheLastValueAndStaysWithinItsCapacity) {
   std::mt19937 rng(3);
   for (size_t capacity : {size_t{0}, size_t{2000}, size_t{20000}}) {
     StateCache cache(capacity);
-    std::map<std::string, std::optional<std::string>> model;
-    std::vector<std::string> recency;  // most recent last
-    auto touch = [&](const std::string& k) {
-      recency.erase(std::remove(recency.begin(), recency.end(), k), recency.end());
-      recency.push_back(k);
-    };
-    size_t model_bytes = 0;
+    std::map<std::string, std::optional<std::string>> truth;  // the last value set per key
     for (int op = 0; op < 20000; ++op) {
       const std::string key = "k" + std::to_string(rng() % 200);
-      if (rng() % 2) {
+      const int what = static_cast<int>(rng() % 3);
+      if (what < 2) {
         std::optional<std::string> value;
-        if (rng() % 4) value = std::string(rng() % 400, 'v');
-        cache.Put(key, value);
-        if (auto it = model.find(key); it != model.end()) {
-          model_bytes -= Cost(key, it->second);
-          model.erase(it);
-          recency.erase(std::remove(recency.begin(), recency.end(), key), recency.end());
+        if (rng() % 4) value = std::string(rng() % 400, static_cast<char>('a' + rng() % 26));
+        const bool cached = cache.Find(key) != nullptr;
+        if (what == 0) {
+          cache.Put(key, value);
+        } else {
+          cache.Update(key, value);  // an uncached key stays out
         }
-        if (Cost(key, value) <= capacity / 8) {
-          model[key] = value;
-          model_bytes += Cost(key, value);
-          touch(key);
-          while (model_bytes > capacity) {
-            model_bytes -= Cost(recency.front(), model[recency.front()]);
-            model.erase(recency.front());
-            recency.erase(recency.begin());
-          }
+        truth[key] = value;
+        const std::optional<std::string>* found = cache.Find(key);
+        if ((what == 0 || cached) && Cost(key, value) <= capacity / 8) {
+          ASSERT_NE(found, nullptr) << key << " was just set";
         }
+        if (what == 1 && !cached) ASSERT_EQ(found, nullptr) << key << " was only updated";
       } else {
         const std::optional<std::string>* found = cache.Find(key);
-        auto it = model.find(key);
-        ASSERT_EQ(found != nullptr, it != model.end()) << key;
         if (found) {
-          ASSERT_EQ(*found, it->second);
-          touch(key);
+          ASSERT_TRUE(truth.contains(key));
+          ASSERT_EQ(*found, truth[key]);
         }
       }
       ASSERT_LE(cache.bytes(), capacity);
-      ASSERT_EQ(cache.bytes(), model_bytes);
-      ASSERT_EQ(cache.entries(), model.size());
+    }
+    size_t bytes = 0, entries = 0;
+    for (int k = 0; k < 200; ++k) {
+      const std::string key = "k" + std::to_string(k);
+      if (const std::optional<std::string>* found = cache.Find(key)) {
+        ASSERT_EQ(*found, truth[key]);
+        bytes += Cost(key, *found);
+        ++entries;
+      }
+    }
+    EXPECT_EQ(cache.bytes(), bytes);
+    EXPECT_EQ(cache.entries(), entries);
+  }
+}
+
+// Entries read again are kept over entries used once: a hot set survives a stream of new keys
+// many times the capacity (a FIFO would lose all of it).
+TEST(StateCache, KeepsWhatIsReadAgainOverWhatIsUsedOnce) {
+  StateCache cache(100 * (StateCache::kEntryOverhead + 20));
+  for (int i = 0; i < 20; ++i) cache.Put("hot" + std::to_string(i), std::string(10, 'h'));
+  for (int i = 0; i < 10000; ++i) {
+    cache.Put("cold" + std::to_string(i), std::string(10, 'c'));
+    if (i % 10 == 0) {
+      for (int h = 0; h < 20; ++h) ASSERT_NE(cache.Find("hot" + std::to_string(h)), nullptr) << i << " " << h;
     }
   }
+  EXPECT_EQ(cache.Find("cold0"), nullptr);
+  EXPECT_LE(cache.bytes(), cache.capacity());
 }
 
 TEST(StateCache, CountsHitsAndMissesAndClears) {
