@@ -8,6 +8,7 @@
 #include <random>
 
 #include "rapport/base/error.h"
+#include "rapport/profile/derived.h"
 
 namespace rapport::profile {
 namespace {
@@ -215,6 +216,37 @@ TEST(ComputedTraits, StoredStatesKeepOnlyTheirPartsAndFormat1StillReads) {
     ASSERT_TRUE(DecodeTraitState(r, &decoded, 1)) << spec.kind;
     EXPECT_TRUE(r.done()) << spec.kind;
     EXPECT_EQ(ComputedJson(def, decoded.At(def, kNow), kNow), expected) << spec.kind;
+    // And inside a whole version-1 derived record (version, traits, segments, due).
+    base::Writer record;
+    record.U8(1);
+    record.Varint(1);
+    record.Bytes("t");
+    const std::string with_record = [&] {
+      std::string out = std::move(record).Finish() + bytes;
+      base::Writer rest;
+      rest.Varint(1);
+      rest.Bytes("buyers");
+      rest.Signed(kNow - kDay);
+      rest.Signed(kNow + kDay);
+      return out + std::move(rest).Finish();
+    }();
+    std::optional<DerivedState> d = DecodeDerived(with_record);
+    ASSERT_TRUE(d) << spec.kind;
+    ASSERT_TRUE(d->traits.contains("t"));
+    EXPECT_EQ(ComputedJson(def, d->traits.at("t").At(def, kNow), kNow), expected) << spec.kind;
+    EXPECT_TRUE(d->InSegment("buyers"));
+    EXPECT_EQ(d->due, kNow + kDay);
+    // A record naming one trait twice is damaged, not merged.
+    base::Writer twice;
+    twice.U8(kTraitStateFormat);
+    twice.Varint(2);
+    for (int i = 0; i < 2; ++i) {
+      twice.Bytes("t");
+      EncodeTraitState(twice, state);
+    }
+    twice.Varint(0);
+    twice.Signed(0);
+    EXPECT_FALSE(DecodeDerived(std::move(twice).Finish())) << spec.kind;
     // Read as format 2, the same bytes are not taken for a state.
     base::Reader wrong(bytes);
     TraitState misread;

@@ -63,8 +63,8 @@ std::optional<DerivedState> DecodeDerived(std::string_view bytes) {
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view name;
     if (!r.Bytes(&name)) return std::nullopt;
-    auto it = d.traits.emplace_hint(d.traits.end(), std::string(name), TraitState{});
-    if (!DecodeTraitState(r, &it->second, version)) return std::nullopt;
+    auto [it, added] = d.traits.try_emplace(std::string(name));
+    if (!added || !DecodeTraitState(r, &it->second, version)) return std::nullopt;
   }
   if (!r.Varint(&n) || n > 10'000) return std::nullopt;
   d.segments.resize(n);

@@ -52,7 +52,10 @@ using internal::PersonKey;
 using internal::PersonPrefix;
 
 constexpr char kFormatKey[] = "format";
-constexpr char kFormatVersion[] = "1";
+// 2: derived-state records of format 2 (docs/formats/store.md). A format-1 store is opened and
+// marked 2, since a format-1 build cannot read what this one writes.
+constexpr char kFormatVersion[] = "2";
+constexpr char kPreviousFormatVersion[] = "1";
 constexpr size_t kMaxGroupRequests = 1024;
 constexpr size_t kMaxGroupBytes = size_t{32} << 20;
 const std::string kIndexValue(1, internal::kValueVersion);
@@ -536,10 +539,13 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   a.group = std::move(group);
   a.results.resize(a.group.size());
   a.txn = std::make_unique<GroupTxn>(db, cf[kState], cf[kEvents], cache.get(), this);
-  // Sized like the last group's per event, so building a large batch does not copy it as it grows.
+  // Sized like the last group's per event (at most twice a group's payload limit: one event
+  // can write much more, e.g. a merge moving a long timeline), so building a large batch does
+  // not copy it as it grows.
   size_t group_events_count = 0;
   for (const Pending& p : a.group) group_events_count += p.events.size();
-  a.batch = rocksdb::WriteBatch(static_cast<size_t>(batch_bytes_per_event * 1.25 * static_cast<double>(group_events_count)));
+  const double estimate = batch_bytes_per_event * 1.25 * static_cast<double>(group_events_count);
+  a.batch = rocksdb::WriteBatch(static_cast<size_t>(std::min(estimate, 2.0 * kMaxGroupBytes)));
   uint64_t seq = next_seq;
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
@@ -849,6 +855,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     RAPPORT_RETURN_IF_ERROR(store->WriteMeta({{kFormatKey, kFormatVersion}}));
   } else if (!s.ok() && !s.IsNotFound()) {
     return FromRocks(s, "reading the store's format version");
+  } else if (s.ok() && format == kPreviousFormatVersion) {
+    if (!options.read_only) RAPPORT_RETURN_IF_ERROR(store->WriteMeta({{kFormatKey, kFormatVersion}}));
   } else if (s.ok() && format != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the store at ", options.path, " has format version ", format,

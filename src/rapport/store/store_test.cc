@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include "absl/strings/str_cat.h"
 #include "rapport/store/envelope.h"
@@ -51,6 +52,57 @@ std::unique_ptr<Store> OpenStore(const std::string& path, const base::Clock* clo
   auto store = Store::Open(options);
   EXPECT_TRUE(store.ok()) << store.status();
   return std::move(*store);
+}
+
+// Sets the `format` meta key of a closed store through RocksDB itself.
+void SetFormat(const std::string& path, const std::string& format) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "meta") EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], "format", format).ok());
+  }
+  for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+std::string Format(const std::string& path) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
+  std::string format;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "meta") EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[i], "format", &format).ok());
+  }
+  for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+  return format;
+}
+
+TEST(Store, OpensAFormatOneStoreAsTwoAndRefusesUnknownFormats) {
+  TempDir dir;
+  OpenStore(dir.path()).reset();
+  EXPECT_EQ(Format(dir.path()), "2");
+  // A store written before derived records had format 2: opened, and marked so that a
+  // format-1 build refuses it rather than misread the records this build writes.
+  SetFormat(dir.path(), "1");
+  OpenStore(dir.path()).reset();
+  EXPECT_EQ(Format(dir.path()), "2");
+  SetFormat(dir.path(), "7");
+  StoreOptions options;
+  options.path = dir.path();
+  auto refused = Store::Open(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("format version 7"), std::string::npos) << refused.status();
 }
 
 TEST(Store, StoresAndReadsBackPerPersonInTimeOrder) {

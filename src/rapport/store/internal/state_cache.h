@@ -26,8 +26,8 @@ namespace rapport::store::internal {
 
 class StateCache {
  public:
-  // What an entry is counted for beyond its key and value: an estimate of the list node, the
-  // index slot, the strings' headers and the allocator's rounding.
+  // What an entry is counted for beyond its key and value: an estimate of its slot, the index
+  // slot, the strings' headers and the allocator's rounding.
   static constexpr size_t kEntryOverhead = 160;
 
   // `capacity` bytes of keys, values and overhead; 0 disables the cache.
