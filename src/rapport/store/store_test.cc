@@ -64,7 +64,9 @@ void SetFormat(const std::string& path, const std::string& format) {
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
   for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "meta") EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], "format", format).ok());
+    if (names[i] == "meta") {
+      EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], "format", format).ok());
+    }
   }
   for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
   delete db;
@@ -80,7 +82,9 @@ std::string Format(const std::string& path) {
   EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
   std::string format;
   for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "meta") EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[i], "format", &format).ok());
+    if (names[i] == "meta") {
+      EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[i], "format", &format).ok());
+    }
   }
   for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
   delete db;

@@ -40,7 +40,9 @@ TEST(StateCache, AnswersOnlyTheLastValueAndStaysWithinItsCapacity) {
         if ((what == 0 || cached) && Cost(key, value) <= capacity / 8) {
           ASSERT_NE(found, nullptr) << key << " was just set";
         }
-        if (what == 1 && !cached) ASSERT_EQ(found, nullptr) << key << " was only updated";
+        if (what == 1 && !cached) {
+          ASSERT_EQ(found, nullptr) << key << " was only updated";
+        }
       } else {
         const std::optional<std::string>* found = cache.Find(key);
         if (found) {
