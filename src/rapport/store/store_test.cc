@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <random>
@@ -54,8 +55,8 @@ std::unique_ptr<Store> OpenStore(const std::string& path, const base::Clock* clo
   return std::move(*store);
 }
 
-// Sets the `format` meta key of a closed store through RocksDB itself.
-void SetFormat(const std::string& path, const std::string& format) {
+// Runs `fn` on the `meta` column family of a closed store, through RocksDB itself.
+void WithMeta(const std::string& path, const std::function<void(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& fn) {
   std::vector<std::string> names;
   ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -64,30 +65,23 @@ void SetFormat(const std::string& path, const std::string& format) {
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
   for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "meta") {
-      EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], "format", format).ok());
-    }
+    if (names[i] == "meta") fn(db, handles[i]);
   }
   for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
   delete db;
 }
 
+void SetFormat(const std::string& path, const std::string& format) {
+  WithMeta(path, [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "format", format).ok());
+  });
+}
+
 std::string Format(const std::string& path) {
-  std::vector<std::string> names;
-  EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
   std::string format;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "meta") {
-      EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[i], "format", &format).ok());
-    }
-  }
-  for (rocksdb::ColumnFamilyHandle* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
+  WithMeta(path, [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "format", &format).ok());
+  });
   return format;
 }
 
