@@ -314,7 +314,15 @@ class GroupTxn final : public StateTxn {
 struct Applied {
   std::vector<Pending> group;
   std::vector<std::vector<EventResult>> results;  // one per request
-  rocksdb::WriteBatch batch;
+  // The events to store, in order: the committer builds the WriteBatch (copying the group's
+  // bytes is work the writer, the pipeline's busiest stage, need not do).
+  struct Stored {
+    uint32_t request;
+    uint32_t index;  // in the request's events
+    uint64_t seq;
+  };
+  std::vector<Stored> stored;
+  base::Micros now = 0;  // the dedupe window starts here
   std::unique_ptr<GroupTxn> txn;  // its state writes, for the groups applied after it
   absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq of its events
   size_t events = 0;
@@ -371,9 +379,9 @@ struct Store::Impl final : EarlierGroups {
   std::thread writer;
   std::thread committer;
   std::thread syncer;
+  double batch_bytes_per_event = 0;  // the committer's: of the last event group's WriteBatch
   // The writer thread's alone after Open.
   uint64_t next_seq = 1;
-  double batch_bytes_per_event = 0;  // of the last event group's WriteBatch
   std::unique_ptr<internal::StateCache> cache;
   std::deque<std::unique_ptr<Applied>> in_flight;  // applied, not yet folded into the cache
   // What /metrics reads; the registry's collector keeps it, and may outlive the store.
@@ -435,6 +443,9 @@ struct Store::Impl final : EarlierGroups {
   void CommitLoop();
   void SyncLoop();
   void ApplyGroup(std::vector<Pending> group);
+  // Committer: the WriteBatch of an applied group (its events, their dedupe and person index
+  // entries, and its state writes).
+  void BuildBatch(const Applied& a, rocksdb::WriteBatch* batch);
   void RunTask(Pending& p);
   void RegisterMetrics();
 };
@@ -539,16 +550,10 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   a.group = std::move(group);
   a.results.resize(a.group.size());
   a.txn = std::make_unique<GroupTxn>(db, cf[kState], cf[kEvents], cache.get(), this);
-  // Sized like the last group's per event (at most twice a group's payload limit: one event
-  // can write much more, e.g. a merge moving a long timeline), so building a large batch does
-  // not copy it as it grows.
-  size_t group_events_count = 0;
-  for (const Pending& p : a.group) group_events_count += p.events.size();
-  const double estimate = batch_bytes_per_event * 1.25 * static_cast<double>(group_events_count);
-  a.batch = rocksdb::WriteBatch(static_cast<size_t>(std::min(estimate, 2.0 * kMaxGroupBytes)));
   uint64_t seq = next_seq;
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
+    a.now = now;
     std::string existing;
     for (size_t r = 0; r < a.group.size() && status.ok(); ++r) {
       Pending& p = a.group[r];
@@ -576,17 +581,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
           break;
         }
         const uint64_t s = seq++;
-        a.batch.Put(cf[kEvents], EventKey(s), p.values[i]);
-        a.batch.Put(cf[kDedupe], dkey, DedupeValue(s, now + options.dedupe_window));
-        if (!e.user_id.empty()) {
-          a.batch.Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s),
-                      kIndexValue);
-        }
-        if (!e.anonymous_id.empty()) {
-          a.batch.Put(cf[kPerson],
-                      PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s),
-                      kIndexValue);
-        }
+        a.stored.push_back({static_cast<uint32_t>(r), static_cast<uint32_t>(i), s});
         a.seen.emplace(std::move(dkey), s);
         a.results[r].push_back({WriteOutcome::kStored, s});
         ++a.events;
@@ -596,10 +591,6 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
           if (!status.ok()) break;
         }
       }
-    }
-    if (status.ok()) a.txn->WriteTo(&a.batch);
-    if (status.ok() && group_events_count) {
-      batch_bytes_per_event = static_cast<double>(a.batch.GetDataSize()) / static_cast<double>(group_events_count);
     }
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
@@ -622,6 +613,34 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   in_flight.push_back(std::move(applied));
 }
 
+void Store::Impl::BuildBatch(const Applied& a, rocksdb::WriteBatch* batch) {
+  // Sized like the last group's per event (at most twice a group's payload limit: one event
+  // can write much more, e.g. a merge moving a long timeline), so building a large batch does
+  // not copy it as it grows.
+  const double estimate = batch_bytes_per_event * 1.25 * static_cast<double>(a.stored.size());
+  *batch = rocksdb::WriteBatch(static_cast<size_t>(std::min(estimate, 2.0 * kMaxGroupBytes)));
+  for (const Applied::Stored& s : a.stored) {
+    const Pending& p = a.group[s.request];
+    const EventWrite& e = p.events[s.index];
+    batch->Put(cf[kEvents], EventKey(s.seq), p.values[s.index]);
+    batch->Put(cf[kDedupe], DedupeKey(e.workspace, e.message_id),
+               DedupeValue(s.seq, a.now + options.dedupe_window));
+    if (!e.user_id.empty()) {
+      batch->Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s.seq),
+                 kIndexValue);
+    }
+    if (!e.anonymous_id.empty()) {
+      batch->Put(cf[kPerson],
+                 PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s.seq),
+                 kIndexValue);
+    }
+  }
+  a.txn->WriteTo(batch);
+  if (!a.stored.empty()) {
+    batch_bytes_per_event = static_cast<double>(batch->GetDataSize()) / static_cast<double>(a.stored.size());
+  }
+}
+
 void Store::Impl::CommitLoop() {
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   for (;;) {
@@ -635,11 +654,13 @@ void Store::Impl::CommitLoop() {
       to_commit.pop_front();
       status = latched;  // a failed write before this one: this group built on it
     }
-    if (status.ok() && a->batch.Count() > 0) {
+    rocksdb::WriteBatch batch;
+    if (status.ok()) BuildBatch(*a, &batch);
+    if (status.ok() && batch.Count() > 0) {
       rocksdb::WriteOptions wo;
       wo.sync = options.sync.mode == SyncPolicy::Mode::kAlways;
       const auto start = std::chrono::steady_clock::now();
-      rocksdb::Status ws = db->Write(wo, &a->batch);
+      rocksdb::Status ws = db->Write(wo, &batch);
       if (commit_seconds) {
         commit_seconds->Observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
