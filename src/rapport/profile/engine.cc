@@ -380,7 +380,11 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   }
   d.segments = std::move(now_in);
   if (next == Evaluation::kNever) next = 0;
-  if (next != d.due) {
+  // The due entry may be early, never late: one still ahead and not later than needed stays
+  // (the sweep re-evaluates the profile then and moves it), so an event that only pushes the
+  // next change later, as most do (e.g. now() - computed.last_seen_at < 1d), rewrites no index.
+  const bool keep = d.due > now_ && (next == 0 || d.due <= next);
+  if (next != d.due && !keep) {
     if (d.due) txn_.Delete(DueKey(d.due, ws_, p.id));
     if (next) txn_.Put(DueKey(next, ws_, p.id), "");
     d.due = next;

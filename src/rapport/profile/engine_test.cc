@@ -175,6 +175,16 @@ class Harness {
     }
     return out;
   }
+  // The due index: when each profile is next looked at by the sweep.
+  std::vector<base::Micros> DueTimes() {
+    auto reader = store_->NewStateReader();
+    std::vector<base::Micros> out;
+    EXPECT_TRUE(reader->Scan(DuePrefix(), "", [&](std::string_view k, std::string_view) {
+      if (auto e = DecodeDueKey(k)) out.push_back(e->at);
+      return true;
+    }).ok());
+    return out;
+  }
   MembersPage Members(std::string segment) {
     auto reader = store_->NewStateReader();
     auto page = engine_.Members(*reader, kWs, segment, "", 100);
@@ -389,6 +399,7 @@ TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
 }
 
 constexpr base::Micros kDay = base::kMicrosPerDay;
+constexpr base::Micros kHour = kDay / 24;
 constexpr base::Micros kT0 = 1'800'000'000LL * base::kMicrosPerSecond;
 
 Ev Order(std::string id, base::Micros ts, std::string user, int total) {
@@ -433,6 +444,43 @@ TEST(Engine, SegmentsFollowEventsAndTime) {
   // A new order brings her back at once, in the order's own batch.
   h.Send({Order("o3", kT0 + 13 * kDay, "ann", 5)});
   EXPECT_EQ(h.Changes(ann).back(), "-lapsed");
+}
+
+TEST(Engine, ADueEntryMayBeEarlyButNeverLate) {
+  base::SimulatedClock clock(kT0);
+  Harness h({.clock = &clock});
+  h.Define({{.name = "last_seen", .kind = "last", .property = "timestamp"},
+            {.name = "orders_7d", .kind = "count", .event = "Order Completed", .window = "7d"}},
+           {{.name = "recent", .expression = "now() - computed.last_seen < 1d"},
+            {.name = "buyer", .expression = "computed.orders_7d >= 1"}});
+  // The due time of a comparison with now() is the microsecond after it flips.
+  auto due = [](base::Micros flip) { return std::vector<base::Micros>{flip + 1}; };
+  h.Send({Make("p1", kT0, "page", R"("userId":"ann")")});
+  const uint64_t ann = h.Lookup("user_id", "ann")->id;
+  EXPECT_EQ(h.DueTimes(), due(kT0 + kDay));
+  // A later event only pushes the next change later: the entry stays where it was (early).
+  h.Send({Make("p2", kT0 + 2 * kHour, "page", R"("userId":"ann")")});
+  EXPECT_EQ(h.DueTimes(), due(kT0 + kDay));
+  // The sweep then finds nothing changed and moves the entry to when something will.
+  clock.Set(kT0 + kDay + 1);
+  EXPECT_EQ(h.Sweep(), 1u);
+  EXPECT_EQ(h.Changes(ann), (std::vector<std::string>{"+recent"}));
+  EXPECT_EQ(h.DueTimes(), due(kT0 + kDay + 2 * kHour));
+  // An event that brings the next change earlier moves the entry at once: an order made almost
+  // 7 days ago leaves its window in an hour.
+  h.Send({Order("o1", kT0 + kDay - 7 * kDay + kHour, "ann", 10)});
+  EXPECT_EQ(h.Changes(ann), (std::vector<std::string>{"+recent", "+buyer"}));
+  EXPECT_EQ(h.DueTimes(), (std::vector<base::Micros>{kT0 + kDay + kHour}));  // a window's edge
+  clock.Set(kT0 + kDay + kHour - 1);
+  EXPECT_EQ(h.Sweep(), 0u);
+  clock.Set(kT0 + kDay + kHour);
+  EXPECT_EQ(h.Sweep(), 1u);
+  EXPECT_EQ(h.Changes(ann).back(), "-buyer");
+  EXPECT_EQ(h.DueTimes(), due(kT0 + kDay + 2 * kHour));
+  clock.Set(kT0 + kDay + 2 * kHour + 1);
+  EXPECT_EQ(h.Sweep(), 1u);
+  EXPECT_EQ(h.Changes(ann).back(), "-recent");
+  EXPECT_TRUE(h.DueTimes().empty());
 }
 
 TEST(Engine, MergingProfilesMergesWhatIsComputed) {
