@@ -29,6 +29,7 @@ void StateCache::Put(std::string_view key, std::optional<std::string> value) {
     slot = free_.back();
     free_.pop_back();
   }
+  put_tags_.set(static_cast<uint8_t>(key[0]));
   Entry& e = slots_[slot];
   e.key.assign(key);
   e.value = std::move(value);
@@ -39,6 +40,7 @@ void StateCache::Put(std::string_view key, std::optional<std::string> value) {
 }
 
 void StateCache::Update(std::string_view key, std::optional<std::string> value) {
+  if (key.empty() || !put_tags_[static_cast<uint8_t>(key[0])]) return;
   auto it = index_.find(key);
   if (it != index_.end()) Assign(it->second, std::move(value));
 }
@@ -87,6 +89,7 @@ void StateCache::Clear() {
   free_.clear();
   hand_ = 0;
   bytes_ = 0;
+  put_tags_.reset();
 }
 
 }  // namespace rapport::store::internal

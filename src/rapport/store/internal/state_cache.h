@@ -12,6 +12,7 @@
 #ifndef RAPPORT_STORE_INTERNAL_STATE_CACHE_H_
 #define RAPPORT_STORE_INTERNAL_STATE_CACHE_H_
 
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -44,7 +45,9 @@ class StateCache {
   void Put(std::string_view key, std::optional<std::string> value);
 
   // Put, but only when `key` is cached (as every key read since it was last evicted is): keeps
-  // keys that are only ever written (timelines, indexes) out of the cache.
+  // keys that are only ever written (timelines, indexes) out of the cache. A key whose first
+  // byte (the `state` key's tag) no Put has had is not even looked up: most of a group's writes
+  // are of kinds that are never read back one by one.
   void Update(std::string_view key, std::optional<std::string> value);
 
   void Clear();
@@ -79,6 +82,7 @@ class StateCache {
   std::deque<Entry> slots_;     // never moves an entry (the index views their keys)
   std::vector<uint32_t> free_;  // slots to reuse
   size_t hand_ = 0;             // the clock's position in slots_
+  std::bitset<256> put_tags_;   // the first bytes of the keys Put since the last Clear
   absl::flat_hash_map<std::string_view, uint32_t> index_;  // key (a view of slots_) → slot
 };
 

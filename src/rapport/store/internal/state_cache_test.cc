@@ -24,8 +24,14 @@ TEST(StateCache, AnswersOnlyTheLastValueAndStaysWithinItsCapacity) {
     StateCache cache(capacity);
     std::map<std::string, std::optional<std::string>> truth;  // the last value set per key
     for (int op = 0; op < 20000; ++op) {
-      const std::string key = "k" + std::to_string(rng() % 200);
+      // Keys of two kinds (first bytes), so that updates meet kinds never Put as well.
+      const std::string key = (rng() % 2 ? "k" : "t") + std::to_string(rng() % 100);
       const int what = static_cast<int>(rng() % 3);
+      if (op % 100 == 0) {  // a kind only ever updated stays out altogether
+        const std::string never = "u" + std::to_string(rng() % 10);
+        cache.Update(never, std::string("x"));
+        ASSERT_EQ(cache.Find(never), nullptr);
+      }
       if (what < 2) {
         std::optional<std::string> value;
         if (rng() % 4) value = std::string(rng() % 400, static_cast<char>('a' + rng() % 26));
@@ -54,7 +60,7 @@ TEST(StateCache, AnswersOnlyTheLastValueAndStaysWithinItsCapacity) {
     }
     size_t bytes = 0, entries = 0;
     for (int k = 0; k < 200; ++k) {
-      const std::string key = "k" + std::to_string(k);
+      const std::string key = (k % 2 ? "k" : "t") + std::to_string(k / 2);
       if (const std::optional<std::string>* found = cache.Find(key)) {
         ASSERT_EQ(*found, truth[key]);
         bytes += Cost(key, *found);
