@@ -273,38 +273,74 @@ std::optional<Observation> Observe(const ComputedTraitDef& def, const wire::Even
   return o;
 }
 
-void Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
-  ++count;
+namespace {
+
+const std::string* MostFrequent(const Aggregate& a);
+std::optional<int> BestSlot(const Aggregate& a);
+
+// Adds `o` to `a`, telling nothing of what changed (for summaries built from window entries).
+void Accumulate(Aggregate& a, const ComputedTraitDef& def, const Observation& o) {
+  ++a.count;
   if (auto n = NumberOf(o.json)) {
-    min = numbers ? std::min(min, *n) : *n;
-    max = numbers ? std::max(max, *n) : *n;
-    sum += *n;
-    ++numbers;
+    a.min = a.numbers ? std::min(a.min, *n) : *n;
+    a.max = a.numbers ? std::max(a.max, *n) : *n;
+    a.sum += *n;
+    ++a.numbers;
   }
   // A state is written with every event that changes it: keep only what the kind reads.
   if (KeepsEnds(def.kind)) {
-    if (def.kind != ComputedKind::kLast && (!first || o.key < first->key)) first = o;
-    if (def.kind != ComputedKind::kFirst && (!last || last->key < o.key)) last = o;
+    if (def.kind != ComputedKind::kLast && (!a.first || o.key < a.first->key)) a.first = o;
+    if (def.kind != ComputedKind::kFirst && (!a.last || a.last->key < o.key)) a.last = o;
     if (def.kind == ComputedKind::kRfm) {
-      if (first) first.reset();
-      last->json.clear();
+      if (a.first) a.first.reset();
+      a.last->json.clear();
     }
   }
   if (KeepsValues(def.kind)) {
-    auto it = values.find(o.json);
-    if (it != values.end()) {
+    auto it = a.values.find(o.json);
+    if (it != a.values.end()) {
       ++it->second;
-    } else if (values.size() < kMaxDistinctValues) {
-      values.emplace(o.json, 1);
+    } else if (a.values.size() < kMaxDistinctValues) {
+      a.values.emplace(o.json, 1);
     } else {
-      values_overflow = true;
+      a.values_overflow = true;
     }
   }
   if (def.kind == ComputedKind::kActivity) {
     const absl::CivilHour hour = absl::ToCivilHour(absl::FromUnixMicros(o.key.timestamp), def.zone);
     const int weekday = (static_cast<int>(absl::GetWeekday(absl::CivilDay(hour))) + 7) % 7;  // Monday 0
-    if (hours.empty()) hours.resize(kHourSlots);
-    ++hours[weekday * 24 + hour.hour()];
+    if (a.hours.empty()) a.hours.resize(kHourSlots);
+    ++a.hours[weekday * 24 + hour.hour()];
+  }
+}
+
+}  // namespace
+
+bool Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
+  // What segments read before, for the kinds an event often leaves as they are.
+  const uint64_t numbers_before = numbers;
+  const double min_before = min, max_before = max;
+  const size_t values_before = values.size();
+  const std::string* frequent_before = def.kind == ComputedKind::kMostFrequent ? MostFrequent(*this) : nullptr;
+  const std::optional<int> best_before = def.kind == ComputedKind::kActivity ? BestSlot(*this) : std::nullopt;
+  const std::optional<Observation>& end = def.kind == ComputedKind::kFirst ? first : last;
+  const bool had_end = end.has_value();
+  const base::Micros end_time = had_end ? end->key.timestamp : 0;
+  const std::string end_json = had_end && !def.property_is_timestamp ? end->json : std::string();
+
+  Accumulate(*this, def, o);
+  switch (def.kind) {
+    case ComputedKind::kMin: return numbers_before == 0 ? numbers > 0 : min != min_before;
+    case ComputedKind::kMax: return numbers_before == 0 ? numbers > 0 : max != max_before;
+    case ComputedKind::kFirst:
+    case ComputedKind::kLast:
+      // The value is the time for "timestamp", else the JSON text (another text of an equal
+      // value counts as a change: segments are evaluated once more than needed, never less).
+      return !had_end || (def.property_is_timestamp ? end->key.timestamp != end_time : end->json != end_json);
+    case ComputedKind::kDistinct: return values.size() != values_before;
+    case ComputedKind::kMostFrequent: return MostFrequent(*this) != frequent_before;  // map nodes stay put
+    case ComputedKind::kActivity: return BestSlot(*this) != best_before;
+    default: return true;  // count, sum, average, rfm: the count or the sum moved
   }
 }
 
@@ -347,13 +383,14 @@ void Prune(const ComputedTraitDef& def, TraitState& s, base::Micros now) {
 }
 }  // namespace
 
-void TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now) {
+bool TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now) {
   if (def.window == 0) return all_time.Add(def, o);
-  if (o.key.timestamp <= now - def.window) return;
+  if (o.key.timestamp <= now - def.window) return false;
   // Only first and last tell equal times apart by messageId; the others need not keep it.
   if (def.kind != ComputedKind::kFirst && def.kind != ComputedKind::kLast) o.key.message_id.clear();
   entries.insert(std::upper_bound(entries.begin(), entries.end(), o), std::move(o));
   Prune(def, *this, now);
+  return true;
 }
 
 void TraitState::Merge(const ComputedTraitDef& def, TraitState other, base::Micros now) {
@@ -374,7 +411,7 @@ Aggregate TraitState::At(const ComputedTraitDef& def, base::Micros now) const {
   if (def.window == 0) return all_time;
   Aggregate a;
   for (const Observation& o : entries) {
-    if (o.key.timestamp > now - def.window) a.Add(def, o);
+    if (o.key.timestamp > now - def.window) Accumulate(a, def, o);
   }
   return a;
 }

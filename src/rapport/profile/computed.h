@@ -96,7 +96,9 @@ struct Aggregate {
   bool values_overflow = false;
   std::vector<uint32_t> hours;  // activity: 7 × 24 counters, Monday 00h first; empty: all zero
 
-  void Add(const ComputedTraitDef& def, const Observation& o);
+  // Returns false only when nothing a segment can read (ComputedValue, every part) changed:
+  // a max below the maximum, a known value for distinct, a most frequent value still ahead.
+  bool Add(const ComputedTraitDef& def, const Observation& o);
   void Merge(const Aggregate& other);
 };
 
@@ -106,7 +108,9 @@ struct TraitState {
   std::vector<Observation> entries;  // window > 0: inside the window, sorted by key
   uint64_t dropped = 0;              // window entries dropped over kMaxWindowEntries
 
-  void Add(const ComputedTraitDef& def, Observation o, base::Micros now);
+  // Returns false only when nothing a segment can read of it at `now` changed (as Aggregate's;
+  // a windowed state: when the observation is already outside the window).
+  bool Add(const ComputedTraitDef& def, Observation o, base::Micros now);
   void Merge(const ComputedTraitDef& def, TraitState other, base::Micros now);
   // Drops window entries that have left the window by `now` (reads ignore them anyway).
   void Expire(const ComputedTraitDef& def, base::Micros now);

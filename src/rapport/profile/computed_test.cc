@@ -139,6 +139,58 @@ TEST(ComputedTraits, StatesCommuteAndMergeWhateverTheOrder) {
   }
 }
 
+// What a segment can read of a trait: its value and every part, as text.
+std::string Readable(const ComputedTraitDef& def, const TraitState& state) {
+  std::string out;
+  const Aggregate a = state.At(def, kNow);
+  for (std::string_view part : {"", "frequency", "monetary", "recency_days", "best_hour", "best_day"}) {
+    const Value v = ComputedValue(def, a, part, kNow);
+    out += fmt::format("{}:{}/{}/{}/{}/{}/{};", part, static_cast<int>(v.kind), v.boolean, v.number, v.micros,
+                       v.now_factor, v.text);
+  }
+  return out;
+}
+
+// Property: Add says "unchanged" only when nothing a segment can read changed (segments that
+// read only unchanged traits are not evaluated again), and it does say so for some events of
+// the kinds that often leave the value as it is.
+TEST(ComputedTraits, AddTellsWhenWhatSegmentsReadMayHaveChanged) {
+  std::mt19937 rng(11);
+  const std::vector<wire::ComputedTraitSpec> specs = {
+      {.kind = "count"}, {.kind = "sum", .property = "total"}, {.kind = "average", .property = "total"},
+      {.kind = "min", .property = "total"}, {.kind = "max", .property = "total"},
+      {.kind = "first", .property = "category"}, {.kind = "first", .property = "timestamp"},
+      {.kind = "last", .property = "category"}, {.kind = "last", .property = "timestamp"},
+      {.kind = "distinct", .property = "category"}, {.kind = "most_frequent", .property = "category"},
+      {.kind = "rfm", .property = "total"}, {.kind = "activity"},
+      {.kind = "count", .window = "7d"}, {.kind = "max", .property = "total", .window = "3d"}};
+  for (const wire::ComputedTraitSpec& spec : specs) {
+    const ComputedTraitDef def = Def(spec);
+    size_t unchanged = 0;
+    for (int round = 0; round < 20; ++round) {
+      TraitState state;
+      state.version = 1;
+      for (int i = 0; i < 40; ++i) {
+        wire::EventFacts f = Order(static_cast<double>(rng() % 20), std::string(1, static_cast<char>('a' + rng() % 3)));
+        // Few distinct times (ties broken by messageId), some outside the windows.
+        const OrderKey key{kNow - static_cast<base::Micros>(rng() % 10) * kDay / 2, fmt::format("m{}", rng() % 1000)};
+        std::optional<Observation> o = Observe(def, f, key);
+        ASSERT_TRUE(o) << spec.kind;
+        const std::string before = Readable(def, state);
+        const bool changed = state.Add(def, *o, kNow);
+        if (!changed) {
+          ++unchanged;
+          ASSERT_EQ(Readable(def, state), before) << spec.kind << " " << spec.property << " " << spec.window;
+        }
+      }
+    }
+    const bool often_unchanged = spec.kind == "min" || spec.kind == "max" || spec.kind == "first" ||
+                                 spec.kind == "last" || spec.kind == "distinct" ||
+                                 spec.kind == "most_frequent" || spec.kind == "activity";
+    if (often_unchanged) EXPECT_GT(unchanged, 0u) << spec.kind << " " << spec.property;
+  }
+}
+
 TEST(ComputedTraits, StoredStatesKeepOnlyTheirPartsAndFormat1StillReads) {
   const std::vector<std::pair<wire::EventFacts, base::Micros>> events = {
       {Order(40, "shoes"), kNow - 3 * kDay}, {Order(60, "hats"), kNow - 2 * kDay}};

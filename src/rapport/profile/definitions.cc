@@ -145,8 +145,15 @@ absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, u
     def.field_slots.clear();
     def.computed_reads.clear();
     def.segment_reads.clear();
+    def.profile_reads = 0;
     for (const std::string& field : def.expression->fields()) {
       def.field_slots.push_back(slots.try_emplace(field, static_cast<int>(slots.size())).first->second);
+      if (field[0] != static_cast<char>(Root::kProfile)) continue;
+      const std::string_view name = std::string_view(field).substr(2);  // after the root and a '\0'
+      def.profile_reads |= name == "first_seen"  ? kFirstSeen
+                           : name == "last_seen" ? kLastSeen
+                           : name == "event_count" ? kEventCount
+                                                   : kAnyProfileField;
     }
     for (const std::string& name : def.expression->computed()) def.computed_reads.push_back(*ComputedIndex(name));
     for (const std::string& name : def.expression->segments()) def.segment_reads.push_back(*SegmentIndex(name));

@@ -40,6 +40,9 @@ struct StoredDefinition {
 std::string EncodeStoredDefinition(const StoredDefinition& d);
 std::optional<StoredDefinition> DecodeStoredDefinition(std::string_view bytes);
 
+// The profile.* fields, as bits: which ones a segment reads, which ones an event changed.
+enum ProfileField : uint8_t { kFirstSeen = 1, kLastSeen = 2, kEventCount = 4, kAnyProfileField = 7 };
+
 struct SegmentDef {
   wire::SegmentSpec spec;
   uint64_t version = 0;
@@ -48,6 +51,7 @@ struct SegmentDef {
   std::vector<int> field_slots;        // the workspace's number of each of expression->fields()
   std::vector<size_t> computed_reads;  // the computed traits it names, as indexes in computed()
   std::vector<size_t> segment_reads;   // the segments it names, as indexes in segments() (earlier)
+  uint8_t profile_reads = 0;           // the profile.* fields it reads (ProfileField bits)
   const std::string& name() const { return spec.name; }
 };
 

@@ -124,7 +124,7 @@ class Engine::Run {
   // membership without being evaluated (time is the due index's business).
   struct Changes {
     bool all = false;     // merged, rebuilt, recomputed, swept: evaluate every segment
-    bool event = false;   // an event was applied: profile.* changed
+    uint8_t profile = 0;  // the profile.* fields an event changed (ProfileField bits)
     bool traits = false;  // a trait changed
     std::vector<bool> computed;  // by index in the definitions: the computed traits that changed
   };
@@ -265,11 +265,14 @@ void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f,
       return;
     }
     TraitState& state = (*d)->traits[def.name()];
-    if (state.version != def.version) {
+    const bool reset = state.version != def.version;
+    if (reset) {
       state = TraitState{};
       state.version = def.version;
     }
-    state.Add(def, *std::move(o), now_);
+    // The state is written back either way; segments that read the trait are evaluated only
+    // if what they can read of it changed.
+    if (!state.Add(def, *std::move(o), now_) && !reset) continue;
     std::vector<bool>& changed = changes_[target->id].computed;
     changed.resize(all.size());
     changed[i] = true;
@@ -336,7 +339,7 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   for (size_t i = 0; i < segments.size(); ++i) {
     const SegmentDef& seg = segments[i];
     const Expression& e = *seg.expression;
-    bool stale = all || (changes.event && e.Reads(Root::kProfile)) || (changes.traits && e.Reads(Root::kTraits));
+    bool stale = all || (changes.profile & seg.profile_reads) || (changes.traits && e.Reads(Root::kTraits));
     for (size_t c : seg.computed_reads) stale = stale || (c < changes.computed.size() && changes.computed[c]);
     for (size_t s : seg.segment_reads) stale = stale || moved[s];
     in[i] = was_in[i];
@@ -681,7 +684,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
     if (engine_.blocked_ && !replaying_) engine_.blocked_->Inc();
   }
   Changes& changed = changes_[target->id];
-  changed.event = true;
+  changed.profile |= kEventCount | (key < target->first ? kFirstSeen : 0) | (target->last < key ? kLastSeen : 0);
   if (f.type == wire::EventType::kIdentify) {
     for (const auto& [name, json] : f.traits) changed.traits |= target->SetTrait(name, json, key);
   }

@@ -381,11 +381,22 @@ TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
                  {.name = "recent", .kind = "count", .window = "0.00003s"},  // the last 30 µs
                  {.name = "spend", .kind = "sum", .property = "total"},
                  {.name = "fav", .kind = "most_frequent", .property = "total"},
-                 {.name = "last_seen_at", .kind = "last", .property = "timestamp"}},
+                 {.name = "last_seen_at", .kind = "last", .property = "timestamp"},
+                 {.name = "low", .kind = "min", .property = "total"},
+                 {.name = "top", .kind = "max", .property = "total"},
+                 {.name = "kinds", .kind = "distinct", .property = "total"},
+                 {.name = "opening", .kind = "first", .property = "total"}},
                 {{.name = "buyers", .expression = "computed.buys >= 2"},
                  {.name = "active", .expression = "computed.recent >= 1 && !segment(\"buyers\")"},
                  {.name = "quiet", .expression = "now() - computed.last_seen_at > 0.00004s"},
-                 {.name = "plan1", .expression = "traits.plan == \"p1\" || segment(\"active\")"}});
+                 {.name = "plan1", .expression = "traits.plan == \"p1\" || segment(\"active\")"},
+                 // Segments re-evaluated only when what they read changed (a late event moves
+                 // first_seen; most events leave min, max, distinct and first as they are).
+                 {.name = "early", .expression = "now() - profile.first_seen > 0.0007s"},
+                 {.name = "busy", .expression = "profile.event_count >= 3"},
+                 {.name = "cheap", .expression = "computed.low <= 1"},
+                 {.name = "big", .expression = "computed.top >= 3 && computed.kinds >= 2"},
+                 {.name = "opened_high", .expression = "computed.opening >= 2 && !segment(\"cheap\")"}});
     }
     std::vector<Ev> a = events, b = events;
     std::shuffle(a.begin(), a.end(), rng);
