@@ -24,6 +24,10 @@ constexpr int kMaxRedirectHops = 64;
 
 struct Prepared final : store::PreparedEvent {
   wire::EventFacts facts;
+  // What the event contributes to each computed trait of `defs` (the workspace's definitions
+  // when it was prepared, on the request's thread), so the writer need not work it out.
+  std::shared_ptr<const Definitions> defs;
+  std::vector<std::optional<Observation>> observations;
 };
 
 absl::Status Corrupt(std::string_view what, uint64_t id) {
@@ -85,8 +89,10 @@ class Engine::Run {
   }
 
   // Applies one event; returns the profile it now belongs to (0: it names nobody).
+  // `observed`: as ObserveEvent's.
   absl::StatusOr<uint64_t> ApplyEvent(const wire::EventFacts& f, base::Micros ts, uint64_t seq,
-                                      bool allow_rebuild);
+                                      bool allow_rebuild,
+                                      const std::vector<std::optional<Observation>>* observed = nullptr);
 
   // Rebuilds `closure` from its stored events plus `extra` (an event being applied now);
   // returns the profile the extra event now belongs to (0 without one).
@@ -119,7 +125,9 @@ class Engine::Run {
   absl::StatusOr<DerivedState*> DerivedIfAny(uint64_t id);
   // The record stored at exactly `id` (no redirects followed), or nullptr.
   absl::StatusOr<const ProfileRecord*> RecordAt(uint64_t id);
-  void ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key);
+  // `observed`: what the event contributes to each of defs_.computed(), if already known.
+  void ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key,
+                    const std::vector<std::optional<Observation>>* observed);
   // What changed on a profile in this run: segments whose inputs did not change keep their
   // membership without being evaluated (time is the due index's business).
   struct Changes {
@@ -253,18 +261,27 @@ absl::StatusOr<const ProfileRecord*> Engine::Run::RecordAt(uint64_t id) {
   return &records_.emplace(id, *std::move(record)).first->second;
 }
 
-void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key) {
+void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f, const OrderKey& key,
+                               const std::vector<std::optional<Observation>>* observed) {
   const std::vector<ComputedTraitDef>& all = defs_.computed();
+  DerivedState* d = nullptr;
+  std::map<std::string, TraitState>::iterator pos;  // the states and `all` are both in name order
   for (size_t i = 0; i < all.size(); ++i) {
     const ComputedTraitDef& def = all[i];
-    std::optional<Observation> o = Observe(def, f, key);
+    std::optional<Observation> o = observed ? (*observed)[i] : Observe(def, f, key);
     if (!o) continue;
-    auto d = Derived(target->id);
-    if (!d.ok()) {
-      deferred_error_.Update(d.status());
-      return;
+    if (!d) {
+      auto loaded = Derived(target->id);
+      if (!loaded.ok()) {
+        deferred_error_.Update(loaded.status());
+        return;
+      }
+      d = *loaded;
+      pos = d->traits.begin();
     }
-    TraitState& state = (*d)->traits[def.name()];
+    while (pos != d->traits.end() && pos->first < def.name()) ++pos;
+    if (pos == d->traits.end() || pos->first != def.name()) pos = d->traits.emplace_hint(pos, def.name(), TraitState{});
+    TraitState& state = pos->second;
     const bool reset = state.version != def.version;
     if (reset) {
       state = TraitState{};
@@ -315,8 +332,12 @@ absl::Status Engine::Run::AddToCount(std::string_view segment, int delta) {
 
 absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, const Changes& changes) {
   base::Micros next = Evaluation::kNever;
+  // The states and the definitions are both in name order: walk them together.
+  const std::vector<ComputedTraitDef>& computed = defs_.computed();
+  auto def_it = computed.begin();
   for (auto it = d.traits.begin(); it != d.traits.end();) {
-    const ComputedTraitDef* def = defs_.FindComputed(it->first);
+    while (def_it != computed.end() && def_it->name() < it->first) ++def_it;
+    const ComputedTraitDef* def = def_it != computed.end() && def_it->name() == it->first ? &*def_it : nullptr;
     if (!def || it->second.version != def->version) {
       it = d.traits.erase(it);  // a definition that changed: its backfill recomputes it
       continue;
@@ -331,8 +352,15 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   const std::vector<SegmentDef>& segments = defs_.segments();
   std::vector<char> was_in(segments.size()), in(segments.size());
   std::vector<char> moved(segments.size());  // membership changed in this evaluation
-  for (const Membership& m : d.segments) {
-    if (std::optional<size_t> i = defs_.SegmentIndex(m.segment)) was_in[*i] = 1;
+  // Memberships are in name order too: each one's segment index (-1: no longer defined).
+  const std::vector<size_t>& by_name = defs_.segments_by_name();
+  std::vector<int> old_index(d.segments.size(), -1);
+  for (size_t m = 0, k = 0; m < d.segments.size(); ++m) {
+    while (k < by_name.size() && segments[by_name[k]].name() < d.segments[m].segment) ++k;
+    if (k < by_name.size() && segments[by_name[k]].name() == d.segments[m].segment) {
+      old_index[m] = static_cast<int>(by_name[k]);
+      was_in[by_name[k]] = 1;
+    }
   }
   bool skipped = false;
   const ProfileEnv env(p, d, defs_, now_, in, field_cache_);
@@ -357,7 +385,7 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
   // Memberships stay sorted by name: walk the old ones and the segments by name together.
   std::vector<Membership> now_in;
   auto old = d.segments.begin();
-  for (size_t i : defs_.segments_by_name()) {
+  for (size_t i : by_name) {
     if (!in[i]) continue;
     const std::string& name = segments[i].name();
     while (old != d.segments.end() && old->segment < name) ++old;
@@ -371,12 +399,13 @@ absl::Status Engine::Run::Evaluate(const ProfileRecord& p, DerivedState& d, cons
     txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, name), "entered");
     if (engine_.segment_changes_ && !replaying_) engine_.segment_changes_->Inc();
   }
-  for (const Membership& m : d.segments) {
-    std::optional<size_t> i = defs_.SegmentIndex(m.segment);
-    if (i && in[*i]) continue;
+  for (size_t m_i = 0; m_i < d.segments.size(); ++m_i) {
+    const Membership& m = d.segments[m_i];
+    const int i = old_index[m_i];
+    if (i >= 0 && in[static_cast<size_t>(i)]) continue;
     txn_.Delete(MemberKey(ws_, m.segment, p.id));
     RAPPORT_RETURN_IF_ERROR(AddToCount(m.segment, -1));
-    if (defs_.FindSegment(m.segment)) {
+    if (i >= 0) {
       txn_.Put(MembershipTimelineKey(ws_, p.id, now_, seq_, m.segment), "exited");
       if (engine_.segment_changes_ && !replaying_) engine_.segment_changes_->Inc();
     }
@@ -540,7 +569,8 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
 }
 
 absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base::Micros ts,
-                                                 uint64_t seq, bool allow_rebuild) {
+                                                 uint64_t seq, bool allow_rebuild,
+                                                 const std::vector<std::optional<Observation>>* observed) {
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules_of_ws,
                            engine_.RulesFor(txn_, ws_));
   const identity::MergeRules& rules = *rules_of_ws;
@@ -688,7 +718,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   if (f.type == wire::EventType::kIdentify) {
     for (const auto& [name, json] : f.traits) changed.traits |= target->SetTrait(name, json, key);
   }
-  if (!defs_.computed().empty()) ObserveEvent(target, f, key);
+  if (!defs_.computed().empty()) ObserveEvent(target, f, key, observed);
   target->first = std::min(target->first, key);
   target->last = std::max(target->last, key);
   ++target->event_count;
@@ -830,6 +860,17 @@ absl::StatusOr<std::unique_ptr<store::PreparedEvent>> Engine::Prepare(
   }
   auto prepared = std::make_unique<Prepared>();
   prepared->facts = *std::move(facts);
+  {
+    base::MutexLock lock(&mu_);
+    if (auto it = definitions_.find(event.workspace); it != definitions_.end()) prepared->defs = it->second;
+  }
+  if (prepared->defs) {
+    const OrderKey key{event.timestamp, prepared->facts.message_id};
+    prepared->observations.reserve(prepared->defs->computed().size());
+    for (const ComputedTraitDef& def : prepared->defs->computed()) {
+      prepared->observations.push_back(Observe(def, prepared->facts, key));
+    }
+  }
   return prepared;
 }
 
@@ -858,8 +899,10 @@ absl::Status Engine::Apply(const store::EventWrite& event, uint64_t seq,
   RAPPORT_ASSIGN_OR_RETURN(const identity::Separations* separations, SeparationsOf(state, event.workspace));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, event.workspace));
   Run run(*this, state, event.workspace, *separations, *defs, seq);
-  RAPPORT_RETURN_IF_ERROR(
-      run.ApplyEvent(static_cast<const Prepared&>(prepared).facts, event.timestamp, seq, true).status());
+  const Prepared& p = static_cast<const Prepared&>(prepared);
+  // Observed against other definitions (changed since): the writer observes again.
+  const auto* observed = p.defs == defs ? &p.observations : nullptr;
+  RAPPORT_RETURN_IF_ERROR(run.ApplyEvent(p.facts, event.timestamp, seq, true, observed).status());
   return run.Flush();
 }
 

@@ -277,6 +277,8 @@ class GroupTxn final : public StateTxn {
   }
   void Delete(std::string_view key) override { overlay_.insert_or_assign(std::string(key), std::nullopt); }
 
+  // An event of the group, for ReadEvent while the group is applied (the committer frees the
+  // events once it answered their requests: not read after that).
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
   bool empty() const { return overlay_.empty(); }
   // This group's write of `key`, as EarlierGroups::Find.
@@ -674,6 +676,9 @@ void Store::Impl::CommitLoop() {
         std::move(a->group[r].done)(status);
       }
     }
+    // The requests are answered: their events are freed here, not on the writer (which keeps
+    // only the group's state writes and dedupe keys, for the groups after it).
+    std::vector<Pending>().swap(a->group);
     base::MutexLock lock(&mu);
     a->status = std::move(status);
     a->written = true;
