@@ -143,7 +143,7 @@ TEST(ComputedTraits, StatesCommuteAndMergeWhateverTheOrder) {
 std::string Readable(const ComputedTraitDef& def, const TraitState& state) {
   std::string out;
   const Aggregate a = state.At(def, kNow);
-  for (std::string_view part : {"", "frequency", "monetary", "recency_days", "best_hour", "best_day"}) {
+  for (std::string_view part : {"", "frequency", "monetary", "recency_days", "best_hour", "best_weekday"}) {
     const Value v = ComputedValue(def, a, part, kNow);
     out += fmt::format("{}:{}/{}/{}/{}/{}/{};", part, static_cast<int>(v.kind), v.boolean, v.number, v.micros,
                        v.now_factor, v.text);
@@ -171,7 +171,8 @@ TEST(ComputedTraits, AddTellsWhenWhatSegmentsReadMayHaveChanged) {
       TraitState state;
       state.version = 1;
       for (int i = 0; i < 40; ++i) {
-        wire::EventFacts f = Order(static_cast<double>(rng() % 20), std::string(1, static_cast<char>('a' + rng() % 3)));
+        const double total = static_cast<double>(rng() % 20);
+        const wire::EventFacts f = Order(total, std::string(1, static_cast<char>('a' + rng() % 3)));
         // Few distinct times (ties broken by messageId), some outside the windows.
         const OrderKey key{kNow - static_cast<base::Micros>(rng() % 10) * kDay / 2, fmt::format("m{}", rng() % 1000)};
         std::optional<Observation> o = Observe(def, f, key);

@@ -1353,8 +1353,8 @@ absl::StatusOr<size_t> Engine::Sweep(store::StateTxn& state, size_t max_profiles
     Run run(*this, state, ws, separations_[ws], *defs, 0);
     for (const DueEntry& e : entries) {
       RAPPORT_ASSIGN_OR_RETURN(bool live, run.Touch(e.id));
-      // A profile that is gone, or one whose derived state no longer points here, just loses
-      // the entry; a live one is re-evaluated (which moves or removes the entry).
+      // A profile that is gone just loses the entry; a live one is re-evaluated (which moves
+      // or removes the entry: its derived state names it).
       if (!live) state.Delete(DueKey(e.at, ws, e.id));
       evaluated += live ? 1 : 0;
     }

@@ -277,9 +277,10 @@ class GroupTxn final : public StateTxn {
   }
   void Delete(std::string_view key) override { overlay_.insert_or_assign(std::string(key), std::nullopt); }
 
-  // An event of the group, for ReadEvent while the group is applied (the committer frees the
-  // events once it answered their requests: not read after that).
+  // An event of the group, for ReadEvent while the group is applied.
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
+  // Once the group is applied: the committer frees its events after answering their requests.
+  void DropEvents() { group_events_.clear(); }
   bool empty() const { return overlay_.empty(); }
   // This group's write of `key`, as EarlierGroups::Find.
   const std::optional<std::string>* Find(std::string_view key) const {
@@ -607,6 +608,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
     return;
   }
   next_seq = seq;
+  a.txn->DropEvents();
   {
     base::MutexLock lock(&mu);
     to_commit.push_back(&a);

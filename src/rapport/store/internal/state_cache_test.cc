@@ -72,6 +72,20 @@ TEST(StateCache, AnswersOnlyTheLastValueAndStaysWithinItsCapacity) {
   }
 }
 
+// After Clear nothing is cached, and keys put again are updated again.
+TEST(StateCache, ClearForgetsEntriesAndStartsOver) {
+  StateCache cache(100'000);
+  cache.Put("t1", std::string("a"));
+  cache.Clear();
+  cache.Update("t1", std::string("b"));
+  EXPECT_EQ(cache.Find("t1"), nullptr);
+  EXPECT_EQ(cache.bytes(), 0u);
+  cache.Put("t2", std::string("a"));
+  cache.Update("t2", std::string("b"));
+  ASSERT_NE(cache.Find("t2"), nullptr);
+  EXPECT_EQ(*cache.Find("t2"), std::optional<std::string>("b"));
+}
+
 // Entries read again are kept over entries used once: a hot set survives a stream of new keys
 // many times the capacity (a FIFO would lose all of it).
 TEST(StateCache, KeepsWhatIsReadAgainOverWhatIsUsedOnce) {
