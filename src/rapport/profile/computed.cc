@@ -316,7 +316,11 @@ void Accumulate(Aggregate& a, const ComputedTraitDef& def, const Observation& o)
 
 }  // namespace
 
-bool Aggregate::Add(const ComputedTraitDef& def, const Observation& o) {
+bool Aggregate::Add(const ComputedTraitDef& def, const Observation& o, bool track) {
+  if (!track) {
+    Accumulate(*this, def, o);
+    return true;
+  }
   // What segments read before, for the kinds an event often leaves as they are.
   const uint64_t numbers_before = numbers;
   const double min_before = min, max_before = max;
@@ -383,8 +387,8 @@ void Prune(const ComputedTraitDef& def, TraitState& s, base::Micros now) {
 }
 }  // namespace
 
-bool TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now) {
-  if (def.window == 0) return all_time.Add(def, o);
+bool TraitState::Add(const ComputedTraitDef& def, Observation o, base::Micros now, bool track) {
+  if (def.window == 0) return all_time.Add(def, o, track);
   if (o.key.timestamp <= now - def.window) return false;
   // Only first and last tell equal times apart by messageId; the others need not keep it.
   if (def.kind != ComputedKind::kFirst && def.kind != ComputedKind::kLast) o.key.message_id.clear();

@@ -98,7 +98,8 @@ struct Aggregate {
 
   // Returns false only when nothing a segment can read (ComputedValue, every part) changed:
   // a max below the maximum, a known value for distinct, a most frequent value still ahead.
-  bool Add(const ComputedTraitDef& def, const Observation& o);
+  // Without `track`, true (finding out costs a pass over the values of most_frequent).
+  bool Add(const ComputedTraitDef& def, const Observation& o, bool track = true);
   void Merge(const Aggregate& other);
 };
 
@@ -109,8 +110,8 @@ struct TraitState {
   uint64_t dropped = 0;              // window entries dropped over kMaxWindowEntries
 
   // Returns false only when nothing a segment can read of it at `now` changed (as Aggregate's;
-  // a windowed state: when the observation is already outside the window).
-  bool Add(const ComputedTraitDef& def, Observation o, base::Micros now);
+  // a windowed state: when the observation is already outside the window, `track` or not).
+  bool Add(const ComputedTraitDef& def, Observation o, base::Micros now, bool track = true);
   void Merge(const ComputedTraitDef& def, TraitState other, base::Micros now);
   // Drops window entries that have left the window by `now` (reads ignore them anyway).
   void Expire(const ComputedTraitDef& def, base::Micros now);

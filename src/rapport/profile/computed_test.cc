@@ -178,7 +178,11 @@ TEST(ComputedTraits, AddTellsWhenWhatSegmentsReadMayHaveChanged) {
         std::optional<Observation> o = Observe(def, f, key);
         ASSERT_TRUE(o) << spec.kind;
         const std::string before = Readable(def, state);
+        TraitState untracked = state;
+        const bool untracked_changed = untracked.Add(def, *o, kNow, /*track=*/false);
         const bool changed = state.Add(def, *o, kNow);
+        ASSERT_EQ(Readable(def, untracked), Readable(def, state)) << spec.kind;  // the same sum
+        ASSERT_TRUE(untracked_changed || !changed) << spec.kind;  // untracked never says less
         if (!changed) {
           ++unchanged;
           ASSERT_EQ(Readable(def, state), before) << spec.kind << " " << spec.property << " " << spec.window;

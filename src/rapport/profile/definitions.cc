@@ -159,6 +159,10 @@ absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, u
     for (const std::string& name : def.expression->segments()) def.segment_reads.push_back(*SegmentIndex(name));
   }
   field_slots_ = slots.size();
+  read_by_segments_.assign(computed_.size(), false);
+  for (const SegmentDef& def : segments_) {
+    for (size_t c : def.computed_reads) read_by_segments_[c] = true;
+  }
   segments_by_name_.resize(segments_.size());
   for (size_t i = 0; i < segments_.size(); ++i) segments_by_name_[i] = i;
   std::sort(segments_by_name_.begin(), segments_by_name_.end(),

@@ -84,6 +84,8 @@ class Definitions {
   const std::vector<size_t>& segments_by_name() const { return segments_by_name_; }
   // How many distinct fields the segments read (SegmentDef::field_slots are below it).
   size_t field_slots() const { return field_slots_; }
+  // Whether a segment reads computed()[i] (if none does, what changed in it need not be known).
+  bool read_by_segments(size_t i) const { return i < read_by_segments_.size() && read_by_segments_[i]; }
   bool empty() const { return computed_.empty() && segments_.empty(); }
 
  private:
@@ -99,6 +101,7 @@ class Definitions {
   absl::flat_hash_map<std::string, size_t> segment_index_;
   std::vector<size_t> segments_by_name_;
   size_t field_slots_ = 0;
+  std::vector<bool> read_by_segments_;  // by index in computed_
 };
 
 }  // namespace rapport::profile

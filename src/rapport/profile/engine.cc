@@ -289,7 +289,7 @@ void Engine::Run::ObserveEvent(ProfileRecord* target, const wire::EventFacts& f,
     }
     // The state is written back either way; segments that read the trait are evaluated only
     // if what they can read of it changed.
-    if (!state.Add(def, *std::move(o), now_) && !reset) continue;
+    if (!state.Add(def, *std::move(o), now_, defs_.read_by_segments(i)) && !reset) continue;
     std::vector<bool>& changed = changes_[target->id].computed;
     changed.resize(all.size());
     changed[i] = true;
