@@ -192,7 +192,9 @@ TEST(ComputedTraits, AddTellsWhenWhatSegmentsReadMayHaveChanged) {
     const bool often_unchanged = spec.kind == "min" || spec.kind == "max" || spec.kind == "first" ||
                                  spec.kind == "last" || spec.kind == "distinct" ||
                                  spec.kind == "most_frequent" || spec.kind == "activity";
-    if (often_unchanged) EXPECT_GT(unchanged, 0u) << spec.kind << " " << spec.property;
+    if (often_unchanged) {
+      EXPECT_GT(unchanged, 0u) << spec.kind << " " << spec.property;
+    }
   }
 }
 

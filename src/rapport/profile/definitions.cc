@@ -148,12 +148,21 @@ absl::Status Definitions::SetSegments(std::vector<std::pair<wire::SegmentSpec, u
     def.profile_reads = 0;
     for (const std::string& field : def.expression->fields()) {
       def.field_slots.push_back(slots.try_emplace(field, static_cast<int>(slots.size())).first->second);
-      if (field[0] != static_cast<char>(Root::kProfile)) continue;
-      const std::string_view name = std::string_view(field).substr(2);  // after the root and a '\0'
-      def.profile_reads |= name == "first_seen"  ? kFirstSeen
-                           : name == "last_seen" ? kLastSeen
-                           : name == "event_count" ? kEventCount
-                                                   : kAnyProfileField;
+    }
+    if (def.expression->Reads(Root::kProfile)) {
+      const std::vector<std::string>& fields = def.expression->fields();
+      const std::string root = Expression::FieldKey(Root::kProfile, {});
+      size_t known = 0;
+      for (const auto& [bit, name] : kProfileFields) {
+        const std::string key = Expression::FieldKey(Root::kProfile, std::vector<std::string>{name});
+        if (std::find(fields.begin(), fields.end(), key) == fields.end()) continue;
+        def.profile_reads |= bit;
+        ++known;
+      }
+      // A profile field without a bit here: the segment is stale with every event.
+      const auto read = std::count_if(fields.begin(), fields.end(),
+                                      [&](const std::string& f) { return f.starts_with(root); });
+      if (static_cast<size_t>(read) > known) def.profile_reads = kFirstSeen | kLastSeen | kEventCount;
     }
     for (const std::string& name : def.expression->computed()) def.computed_reads.push_back(*ComputedIndex(name));
     for (const std::string& name : def.expression->segments()) def.segment_reads.push_back(*SegmentIndex(name));

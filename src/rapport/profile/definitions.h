@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -41,7 +42,9 @@ std::string EncodeStoredDefinition(const StoredDefinition& d);
 std::optional<StoredDefinition> DecodeStoredDefinition(std::string_view bytes);
 
 // The profile.* fields, as bits: which ones a segment reads, which ones an event changed.
-enum ProfileField : uint8_t { kFirstSeen = 1, kLastSeen = 2, kEventCount = 4, kAnyProfileField = 7 };
+enum ProfileField : uint8_t { kFirstSeen = 1, kLastSeen = 2, kEventCount = 4 };
+inline constexpr std::pair<ProfileField, const char*> kProfileFields[] = {
+    {kFirstSeen, "first_seen"}, {kLastSeen, "last_seen"}, {kEventCount, "event_count"}};
 
 struct SegmentDef {
   wire::SegmentSpec spec;

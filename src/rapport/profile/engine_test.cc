@@ -627,6 +627,14 @@ TEST(Engine, DefinitionsResolveWhatSegmentsReadToIndexes) {
   std::vector<std::string> by_name;
   for (size_t i : defs->segments_by_name()) by_name.push_back(segments[i].name());
   EXPECT_EQ(by_name, (std::vector<std::string>{"a_loyal", "m_pro", "z_big"}));
+  // Which computed traits segments read, and which profile.* fields.
+  EXPECT_TRUE(defs->read_by_segments(*defs->ComputedIndex("orders")));
+  defs = *defs->WithComputed({.name = "unread", .kind = "count"}, 1);
+  EXPECT_FALSE(defs->read_by_segments(*defs->ComputedIndex("unread")));
+  defs = *defs->WithSegment({.name = "new_and_busy",
+                             .expression = "now() - profile.first_seen < 7d && profile.event_count > 5"}, 1);
+  EXPECT_EQ(defs->segments()[*defs->SegmentIndex("new_and_busy")].profile_reads, kFirstSeen | kEventCount);
+  EXPECT_EQ(defs->segments()[*defs->SegmentIndex("m_pro")].profile_reads, 0);
 }
 
 }  // namespace

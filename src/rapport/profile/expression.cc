@@ -543,11 +543,7 @@ class Parser {
       RAPPORT_ASSIGN_OR_RETURN(std::string member, MemberName());
       n.path.push_back(std::move(member));
     }
-    std::string key(1, static_cast<char>(n.root));
-    for (const std::string& part : n.path) {
-      key += '\0';
-      key += part;
-    }
+    std::string key = Expression::FieldKey(n.root, n.path);
     auto known = std::find(out_.fields_.begin(), out_.fields_.end(), key);
     n.field = static_cast<int>(known - out_.fields_.begin());
     if (known == out_.fields_.end()) out_.fields_.push_back(std::move(key));
@@ -853,6 +849,15 @@ absl::StatusOr<std::unique_ptr<const Expression>> Expression::Parse(std::string_
   Parser parser(text, schema, *e);
   RAPPORT_RETURN_IF_ERROR(parser.Run());
   return std::unique_ptr<const Expression>(std::move(e));
+}
+
+std::string Expression::FieldKey(Root root, std::span<const std::string> path) {
+  std::string key(1, static_cast<char>(root));
+  for (const std::string& part : path) {
+    key += '\0';
+    key += part;
+  }
+  return key;
 }
 
 Evaluation Expression::Evaluate(const Env& env, std::span<const int> slots) const {

@@ -143,6 +143,8 @@ class Expression {
   // The fields it reads, each once: root and path in one string (a key that is the same for
   // the same field in every expression).
   const std::vector<std::string>& fields() const { return fields_; }
+  // The key fields() holds for the field `root`.`path`.
+  static std::string FieldKey(Root root, std::span<const std::string> path);
   const std::string& text() const { return text_; }
   // Whether a field under `root` is read.
   bool Reads(Root root) const { return (roots_ >> static_cast<int>(root)) & 1; }

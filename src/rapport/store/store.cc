@@ -328,7 +328,6 @@ struct Applied {
   base::Micros now = 0;  // the dedupe window starts here
   std::unique_ptr<GroupTxn> txn;  // its state writes, for the groups applied after it
   absl::flat_hash_map<std::string, uint64_t> seen;  // dedupe key → seq of its events
-  size_t events = 0;
   // Set by the committer (under Impl::mu) once the batch is written, or failed to be.
   bool written = false;
   absl::Status status;
@@ -587,7 +586,6 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
         a.stored.push_back({static_cast<uint32_t>(r), static_cast<uint32_t>(i), s});
         a.seen.emplace(std::move(dkey), s);
         a.results[r].push_back({WriteOutcome::kStored, s});
-        ++a.events;
         if (options.hook) {
           a.txn->AddEvent(s, &e);
           status = options.hook->Apply(e, s, *p.prepared[i], *a.txn);
@@ -600,7 +598,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   PublishCacheStats();
   if (group_requests) {
     group_requests->Observe(static_cast<double>(a.group.size()));
-    group_events->Observe(static_cast<double>(a.events));
+    group_events->Observe(static_cast<double>(a.stored.size()));
   }
   if (!status.ok()) {
     // Nothing of the group is written; later groups never saw its writes.
@@ -627,8 +625,6 @@ void Store::Impl::BuildBatch(const Applied& a, rocksdb::WriteBatch* batch) {
     const Pending& p = a.group[s.request];
     const EventWrite& e = p.events[s.index];
     batch->Put(cf[kEvents], EventKey(s.seq), p.values[s.index]);
-    batch->Put(cf[kDedupe], DedupeKey(e.workspace, e.message_id),
-               DedupeValue(s.seq, a.now + options.dedupe_window));
     if (!e.user_id.empty()) {
       batch->Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s.seq),
                  kIndexValue);
@@ -638,6 +634,9 @@ void Store::Impl::BuildBatch(const Applied& a, rocksdb::WriteBatch* batch) {
                  PersonKey(e.workspace, IdKind::kAnonymousId, e.anonymous_id, e.timestamp, s.seq),
                  kIndexValue);
     }
+  }
+  for (const auto& [dedupe_key, seq] : a.seen) {  // the keys the writer built to look them up
+    batch->Put(cf[kDedupe], dedupe_key, DedupeValue(seq, a.now + options.dedupe_window));
   }
   a.txn->WriteTo(batch);
   if (!a.stored.empty()) {
