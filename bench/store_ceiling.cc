@@ -2,7 +2,12 @@
 // commit WriteBatches of `--batch` events with sync=true (RocksDB groups concurrent synced
 // writes into one fsync). Each event writes the same bytes rapport writes for it: the event
 // value (~650 bytes: the stored JSON and its header), a person-index entry and a dedupe record,
-// into three column families.
+// into three column families. With `--state`, each event also writes what rapport's profile stage
+// writes for it with bench/definitions.json active, in a fourth column family: the sizes and
+// rates per event are those measured from rapport's own WriteBatches in that benchmark (see
+// bench/RESULTS.md, "the storage ceiling of the profile stage's writes"), keyed like rapport's
+// over the same 50,000 people. No identity resolution, no computed traits and no segment
+// evaluation are done: it measures what storing their results costs.
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
@@ -17,21 +22,61 @@
 
 #include "bench/events.h"
 
+namespace {
+
+// What rapport's profile stage wrote per event in `bench/segments` with bench/definitions.json
+// (counted from its WriteBatches, 2026-11-24): a profile record (~252 bytes) and a derived-state
+// record (~391 bytes) per event; 1.78 timeline entries (the event, and 0.78 segment entries or
+// exits); 0.77 member-index entries; 0.17 identifier entries; 0.14 due-index entries.
+void PutState(rocksdb::WriteBatch& wb, rocksdb::ColumnFamilyHandle* cf, uint64_t n,
+              const char (&seq)[8]) {
+  const uint64_t person = (n * 2654435761u) % 50000;
+  char id[8];
+  for (int b = 0; b < 8; ++b) id[b] = static_cast<char>(person >> (56 - 8 * b));
+  const std::string ws("\0\0\0\1", 4);
+  const std::string profile = ws + std::string(id, 8);
+  const std::string message = "ceiling-" + std::to_string(n);
+  wb.Put(cf, "p" + profile, std::string(252 - 13, 'p'));
+  wb.Put(cf, "c" + profile, std::string(391 - 13, 'c'));
+  const std::string timeline = "t" + profile + std::string(8, '\x80') + std::string(seq, 8);
+  wb.Put(cf, timeline, message);
+  const uint64_t r = (n * 40503u) % 100;  // fractions of events, spread over the users
+  if (r < 78) wb.Put(cf, timeline + "m" + "segment-" + std::to_string(r % 50), "entered");
+  if (r < 77) wb.Put(cf, "g" + ws + "\x0a" + "segment-" + std::to_string(r % 50) + std::string(id, 8),
+                     std::string(8, 'e'));
+  if (r >= 83) wb.Put(cf, "i" + ws + "\x07user_id" + "user-" + std::to_string(person), std::string(id, 8));
+  if (r >= 86) wb.Put(cf, "w" + std::string(seq, 8) + profile, "");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string dir;
   int threads = 16, batch = 100;
   double seconds = 10;
   bool sync = true;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i], v = argv[i + 1];
+  bool state = false;
+  bool usage = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--state") {
+      state = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      usage = true;
+      break;
+    }
+    const std::string v = argv[++i];
     if (a == "--dir") dir = v;
     else if (a == "--threads") threads = std::atoi(v.c_str());
     else if (a == "--batch") batch = std::atoi(v.c_str());
     else if (a == "--seconds") seconds = std::atof(v.c_str());
     else if (a == "--sync") sync = v == "always";
+    else usage = true;
   }
-  if (dir.empty()) {
-    std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S]\n");
+  if (usage || dir.empty()) {
+    std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S] [--state]\n");
     return 2;
   }
   rocksdb::Options options;
@@ -40,7 +85,8 @@ int main(int argc, char** argv) {
   options.compression = rocksdb::kLZ4Compression;
   options.write_buffer_size = 64 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, options}, {"events", options}, {"person", options}, {"dedupe", options}};
+      {rocksdb::kDefaultColumnFamilyName, options}, {"events", options}, {"person", options}, {"dedupe", options},
+      {"state", options}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, cfs, &handles, &db);
@@ -75,6 +121,7 @@ int main(int argc, char** argv) {
           wb.Put(handles[2], person, "\1");
           wb.Put(handles[3], std::string("\0\0\0\1", 4) + "ceiling-" + std::to_string(n),
                  std::string(17, 'd'));
+          if (state) PutState(wb, handles[4], n, key);
         }
         rocksdb::WriteOptions wo;
         wo.sync = sync;
