@@ -566,6 +566,46 @@ void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
                                    : ErrorResponse(response.status(), ErrorShape::kNative));
 }
 
+// --- The simulated clock (serve --clock=simulated): GET and POST /api/v1/admin/clock.
+
+std::string ClockJson(base::Micros now) {
+  return fmt::format("{{\"clock\":\"simulated\",\"now\":{}}}", wire::Quote(base::FormatIso8601(now)));
+}
+
+void GetClock(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
+    return Json(200, ClockJson(s.simulated_clock->Now()));
+  }());
+}
+
+// Moves the clock forward to {"now": ISO-8601}. Backwards is refused: windows, the due index
+// and deduplication all assume that time does not go back.
+void SetClock(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> text, wire::ReadStringMember(req.body, "now"));
+    if (!text) return base::InvalidField("missing_field", "now", "give the new time as {\"now\": \"<ISO-8601>\"}");
+    auto now = base::ParseIso8601(*text);
+    if (!now.ok()) {
+      return base::InvalidField("invalid_field", "now",
+                                fmt::format("'now' must be an ISO-8601 time such as 2026-03-01T09:00:00Z, not '{}'", *text));
+    }
+    // Compare and set in one step: two callers racing must not move it back.
+    base::Micros current = s.simulated_clock->Now();
+    while (*now >= current) {
+      if (s.simulated_clock->CompareAndSet(current, *now)) break;
+    }
+    if (*now < current) {
+      return base::MakeError(absl::StatusCode::kFailedPrecondition, "clock_backwards",
+                             fmt::format("the clock is at {}; it only moves forward, not to {}",
+                                         base::FormatIso8601(current), base::FormatIso8601(*now)));
+    }
+    if (s.job_queued) s.job_queued();  // the sweep: windows and now()-conditions may have turned
+    return Json(200, ClockJson(*now));
+  }());
+}
+
 }  // namespace
 
 http::ErrorShape ErrorShapeFor(std::string_view path) {
@@ -625,6 +665,11 @@ std::vector<http::Route> Routes(const Services& s) {
                     [s](Request&& r, Responder&& respond) {
                       CreateWorkspace(s, std::move(r), std::move(respond));
                     }});
+
+  if (s.simulated_clock) {
+    routes.push_back(route(Method::kGet, "/api/v1/admin/clock", "admin_clock", GetClock));
+    routes.push_back(route(Method::kPost, "/api/v1/admin/clock", "admin_clock_set", SetClock));
+  }
 
   routes.push_back({Method::kGet, "/healthz", "healthz", [](Request&&, Responder&& respond) {
                       std::move(respond)(Json(200, "{\"status\":\"ok\"}"));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rapport/base/clock.h"
 #include "rapport/base/metrics.h"
 #include "rapport/collect/ingestor.h"
 #include "rapport/http/server.h"
@@ -25,6 +26,9 @@ struct Services {
   const std::atomic<bool>* draining;  // true once shutdown began: /readyz answers 503
   std::function<void()> job_queued;   // wakes the background job runner; may be empty
   std::string console_dir;            // the console's assets (console/ of the source tree)
+  // Non-null with `serve --clock=simulated`: /api/v1/admin/clock moves it. With the real clock
+  // that route does not exist.
+  base::SimulatedClock* simulated_clock = nullptr;
 };
 
 // The route table. The services must outlive the server that serves these routes.

@@ -114,6 +114,8 @@ struct ServeFlags {
   int dedupe_days = 7;
   size_t state_cache_mb = 256;
   size_t block_cache_mb = 128;
+  std::string clock = "real";
+  std::string clock_start = "2026-01-01T00:00:00Z";
 };
 
 // Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.
@@ -154,9 +156,24 @@ int Serve(const ServeFlags& flags) {
   }
   auto sync = store::ParseSyncPolicy(flags.sync);
   if (!sync.ok()) return Fail(sync.status());
+  // --clock=simulated: time moves only by POST /api/v1/admin/clock (the world simulator's).
+  std::unique_ptr<base::SimulatedClock> simulated;
+  if (flags.clock == "simulated") {
+    auto start = base::ParseIso8601(flags.clock_start);
+    if (!start.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          fmt::format("--clock-start must be an ISO-8601 time, not '{}'", flags.clock_start)));
+    }
+    simulated = std::make_unique<base::SimulatedClock>(*start);
+  } else if (flags.clock != "real") {
+    return Fail(absl::InvalidArgumentError(
+        fmt::format("--clock must be 'real' or 'simulated', not '{}'", flags.clock)));
+  }
+  const base::Clock* clock = simulated ? static_cast<const base::Clock*>(simulated.get())
+                                       : base::RealClock::Get();
 
   base::Registry metrics;
-  profile::Engine profiles({.metrics = &metrics});
+  profile::Engine profiles({.metrics = &metrics, .clock = clock});
   store::StoreOptions store_options;
   store_options.path = flags.data;
   store_options.sync = *sync;
@@ -165,9 +182,10 @@ int Serve(const ServeFlags& flags) {
   store_options.hook = &profiles;
   store_options.state_cache_bytes = flags.state_cache_mb << 20;
   store_options.block_cache_bytes = flags.block_cache_mb << 20;
+  store_options.clock = clock;
   auto store = store::Store::Open(store_options);
   if (!store.ok()) return Fail(store.status());
-  auto workspaces = trust::Workspaces::Load(store->get(), base::RealClock::Get());
+  auto workspaces = trust::Workspaces::Load(store->get(), clock);
   if (!workspaces.ok()) return Fail(workspaces.status());
   if ((*workspaces)->List().empty()) {
     // The first workspace of a new store carries the operator's key (scope admin).
@@ -191,7 +209,7 @@ int Serve(const ServeFlags& flags) {
   }
   Background background(store->get(), &profiles,
                         {.interval = std::chrono::milliseconds(flags.sweep_ms)});
-  collect::Ingestor ingestor(store->get(), base::RealClock::Get(), &metrics);
+  collect::Ingestor ingestor(store->get(), clock, &metrics);
   std::atomic<bool> draining{false};
   metrics.AddCollector([](std::string* out) {
     *out += fmt::format("# HELP rapport_bugs_total Broken invariants reported (RAPPORT_BUG).\n"
@@ -208,10 +226,13 @@ int Serve(const ServeFlags& flags) {
   options.error_shape = ErrorShapeFor;
   auto server = http::Server::Start(
       options, Routes({store->get(), workspaces->get(), &ingestor, &profiles, &metrics, &draining,
-                       [&background] { background.Wake(); }, flags.console}));
+                       [&background] { background.Wake(); }, flags.console, simulated.get()}));
   if (!server.ok()) return Fail(server.status());
-  std::printf("rapport listening on http://%s (data %s, --sync=%s)\n",
-              (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str());
+  std::printf("rapport listening on http://%s (data %s, --sync=%s%s)\n",
+              (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str(),
+              simulated ? fmt::format(", --clock=simulated at {}",
+                                      base::FormatIso8601(simulated->Now())).c_str()
+                        : "");
   std::fflush(stdout);
 
   int received = 0;
@@ -476,6 +497,13 @@ int main(int argc, char** argv) {
   backfill_cmd->add_option("--computed-trait", computed, "Recompute this computed trait (repeatable)");
   backfill_cmd->add_option("--segment", segments, "Re-evaluate this segment (repeatable)");
 
+  serve_cmd->add_option("--clock", serve.clock,
+                        "'real', or 'simulated': time moves only by POST /api/v1/admin/clock "
+                        "(admin scope), for the world simulator and tests")
+      ->capture_default_str();
+  serve_cmd->add_option("--clock-start", serve.clock_start,
+                        "Where a simulated clock starts (ISO-8601; it is not kept across restarts)")
+      ->capture_default_str();
   serve_cmd->add_option("--definitions", serve.definitions,
                         "Definitions file (computed traits, segments) applied at start");
   serve_cmd->add_option("--console", serve.console, "Directory of the web console's assets")

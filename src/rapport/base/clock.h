@@ -31,6 +31,11 @@ class SimulatedClock final : public Clock {
   Micros Now() const override { return now_.load(std::memory_order_acquire); }
   void Set(Micros t) { now_.store(t, std::memory_order_release); }
   void Advance(Micros d) { now_.fetch_add(d, std::memory_order_acq_rel); }
+  // Sets `to` if the clock still reads `expected`; otherwise loads the current time into
+  // `expected` and returns false.
+  bool CompareAndSet(Micros& expected, Micros to) {
+    return now_.compare_exchange_strong(expected, to, std::memory_order_acq_rel);
+  }
 
  private:
   std::atomic<Micros> now_;
