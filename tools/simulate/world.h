@@ -1,0 +1,174 @@
+// The simulated world: a customer base whose hidden truth (tastes, devices, time zones, moods,
+// appliances that will fail) only the simulator knows, and the Segment events those customers'
+// behaviour produces, hour by simulated hour. Pure and deterministic: the same options give
+// the same customers and the same events, byte for byte, on any machine (its own random
+// generator and distributions; no std::*_distribution, whose output the standard leaves to the
+// library).
+//
+// Thread safety: a World is used by one thread.
+#ifndef RAPPORT_TOOLS_SIMULATE_WORLD_H_
+#define RAPPORT_TOOLS_SIMULATE_WORLD_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rapport/base/time.h"
+
+namespace rapport::simulate {
+
+// splitmix64: small, fast and the same everywhere.
+class Random {
+ public:
+  explicit Random(uint64_t seed) : state_(seed) {}
+  uint64_t Next();
+  double Uniform();                     // [0, 1)
+  bool Chance(double p) { return Uniform() < p; }
+  uint64_t Below(uint64_t n);           // [0, n), n > 0
+  // An index drawn with probability proportional to its weight (weights not all zero).
+  size_t Weighted(const double* weights, size_t n);
+  template <size_t N>
+  size_t Weighted(const std::array<double, N>& w) { return Weighted(w.data(), N); }
+
+ private:
+  uint64_t state_;
+};
+
+struct WorldOptions {
+  uint32_t customers = 200;
+  uint32_t days = 14;
+  uint64_t seed = 1;
+  base::Micros start = 0;  // midnight UTC of the first day; 0: 2026-01-05T00:00:00Z
+};
+
+inline constexpr size_t kCategories = 5;
+inline constexpr std::array<const char*, kCategories> kCategoryNames = {
+    "boilers", "thermostats", "radiators", "filters", "tools"};
+enum class Channel { kEmail, kSms, kPush, kPhone };
+inline constexpr std::array<const char*, 4> kChannelNames = {"email", "sms", "push", "phone"};
+
+struct Device {
+  std::string anonymous_id;
+  std::string device_id;
+  std::string kind;     // "phone", "laptop", "tablet"
+  bool shared = false;  // a household laptop: two customers browse on it
+};
+
+// What the engine never sees directly.
+struct Customer {
+  uint32_t index = 0;
+  std::string user_id;
+  std::string email;
+  std::string first_name, last_name;
+  std::string language;  // "nl" or "en"
+  std::string locale;    // e.g. "nl-NL"
+  int utc_offset_hours = 1;
+  int quiet_from = 22, quiet_until = 8;  // local hours
+  std::array<double, kCategories> taste{};  // sums to 1
+  double price_sensitivity = 0.5;           // 0: price does not matter, 1: only cheap
+  Channel preferred = Channel::kEmail, disliked = Channel::kSms;
+  std::vector<uint32_t> devices;  // indexes into World::devices()
+  double sessions_per_day = 0.5;
+  double login_chance = 0.6;  // per session on a device, once registered
+  uint32_t registers_on_day = 0;
+  // The journey: churn hazard rises with unresolved negative moments and falls after a
+  // well-timed gesture.
+  double churn_hazard = 0.002;
+  int unresolved_negatives = 0;
+  std::optional<uint32_t> churned_on_day;
+  // A connected boiler: sends telemetry daily and fails on a hidden day.
+  std::optional<std::string> boiler_id;
+  uint32_t boiler_fails_on_day = 0;
+  bool boiler_failed = false;
+};
+
+// A free-text message and the sentiment the world gave it (hidden from the engine).
+struct Message {
+  std::string language;
+  std::string text;
+  int sentiment = 0;  // +1 positive, -1 negative
+};
+
+// One Segment event, as the simulator sends it.
+struct Event {
+  base::Micros timestamp = 0;
+  uint32_t customer = 0;
+  std::string json;  // the whole message, with messageId and timestamp
+  std::optional<Message> message;
+};
+
+struct WorldCounts {
+  std::map<std::string, uint64_t> by_kind;  // "page", "identify", "Order Completed", …
+  uint64_t events = 0;
+  uint64_t messages_positive = 0, messages_negative = 0;
+  uint64_t churned = 0;
+  uint64_t boiler_failures = 0;
+};
+
+class World {
+ public:
+  explicit World(WorldOptions options);
+
+  const WorldOptions& options() const { return options_; }
+  const std::vector<Customer>& customers() const { return customers_; }
+  const std::vector<Device>& devices() const { return devices_; }
+  const WorldCounts& counts() const { return counts_; }
+
+  // The events of simulated hour `hour` (0 = the first hour of the first day), in timestamp
+  // order. Call for hours 0, 1, 2, … in turn: customers' state moves as they act.
+  std::vector<Event> Hour(uint32_t hour);
+  uint32_t hours() const { return options_.days * 24; }
+  base::Micros HourStart(uint32_t hour) const {
+    return options_.start + static_cast<base::Micros>(hour) * 3600 * base::kMicrosPerSecond;
+  }
+
+  // Every identifier the world sent for each customer so far, as (type, value) — the truth
+  // identity resolution is measured against. A shared device's ids are left out (they truly
+  // belong to two people).
+  const std::vector<std::vector<std::pair<std::string, std::string>>>& sent_identifiers() const {
+    return sent_;
+  }
+  // Parallel to sent_identifiers(): identifiers with the same number were linked by events
+  // (sent together, directly or through others). Identifiers never linked to the rest of a
+  // customer's cannot be resolved to them by any engine: a device they never logged in on.
+  std::vector<std::vector<uint32_t>> evidence() const;
+
+ private:
+  struct Pending {  // something that happens later to a customer (a delivery)
+    base::Micros at;
+    uint32_t customer;
+    std::string order_id;
+    std::string category;
+    bool late;
+  };
+  void Session(Customer& c, uint32_t day, base::Micros at, std::vector<Event>& out);
+  void Daily(Customer& c, uint32_t day, base::Micros midnight);
+  Event Make(base::Micros at, uint32_t customer, std::string json_without_end);
+  // Records an identifier the customer sent; returns its index in sent_identifiers()[customer].
+  uint32_t Sent(const Customer& c, const std::string& type, const std::string& value);
+  // Records that two of the customer's identifiers were sent in one event.
+  void Link(const Customer& c, uint32_t a, uint32_t b);
+  uint32_t Root(uint32_t customer, uint32_t i) const;
+  std::string NextMessageId();
+  Message Compose(const Customer& c, int sentiment, const std::string& category);
+
+  WorldOptions options_;
+  Random random_;
+  std::vector<Customer> customers_;
+  std::vector<Device> devices_;
+  std::vector<Pending> pending_;
+  std::vector<Event> scheduled_;  // events of today that happen in a later hour
+  std::vector<std::vector<std::pair<std::string, std::string>>> sent_;
+  std::vector<std::map<std::string, uint32_t>> sent_seen_;  // "type:value" → index in sent_
+  std::vector<std::vector<uint32_t>> parent_;               // union-find over sent_, per customer
+  uint64_t next_message_ = 0;
+  uint64_t next_order_ = 0;
+  WorldCounts counts_;
+};
+
+}  // namespace rapport::simulate
+
+#endif  // RAPPORT_TOOLS_SIMULATE_WORLD_H_

@@ -1,0 +1,163 @@
+#include "tools/simulate/world.h"
+
+#include <map>
+#include <set>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "tools/simulate/report.h"
+
+namespace rapport::simulate {
+namespace {
+
+namespace json = boost::json;
+
+std::string Stream(const WorldOptions& o) {
+  World w(o);
+  std::string all;
+  for (uint32_t h = 0; h < w.hours(); ++h) {
+    for (const Event& e : w.Hour(h)) all += e.json + "\n";
+  }
+  return all;
+}
+
+TEST(World, TheSameSeedGivesTheSameStreamAndAnotherSeedAnother) {
+  const WorldOptions o{.customers = 60, .days = 5, .seed = 7};
+  const std::string a = Stream(o), b = Stream(o);
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, Stream({.customers = 60, .days = 5, .seed = 8}));
+}
+
+// Every event is valid JSON, inside its hour, in time order, with a unique messageId, and carries
+// only identifiers of its own customer (or of a shared device).
+TEST(World, EventsStayInTheirHourAndCarryTheirCustomersIdentifiers) {
+  World w({.customers = 120, .days = 10, .seed = 3});
+  std::set<std::string> ids;
+  std::map<std::string, std::set<uint32_t>> owners;  // identifier → customers that sent it
+  uint64_t messages = 0;
+  for (uint32_t h = 0; h < w.hours(); ++h) {
+    base::Micros last = 0;
+    for (const Event& e : w.Hour(h)) {
+      ASSERT_GE(e.timestamp, w.HourStart(h));
+      ASSERT_LT(e.timestamp, w.HourStart(h + 1));
+      ASSERT_GE(e.timestamp, last);
+      last = e.timestamp;
+      json::value v = json::parse(e.json);
+      const json::object& o = v.as_object();
+      ASSERT_TRUE(ids.insert(std::string(o.at("messageId").as_string())).second) << e.json;
+      EXPECT_EQ(base::ParseIso8601(std::string(o.at("timestamp").as_string())).value(), e.timestamp);
+      if (o.contains("userId")) owners[std::string(o.at("userId").as_string())].insert(e.customer);
+      if (o.contains("anonymousId")) owners[std::string(o.at("anonymousId").as_string())].insert(e.customer);
+      if (e.message) {
+        ++messages;
+        EXPECT_TRUE(e.message->sentiment == 1 || e.message->sentiment == -1);
+        EXPECT_EQ(o.at("properties").at("text").as_string(), e.message->text);
+      }
+    }
+  }
+  EXPECT_GT(ids.size(), 1000u);
+  EXPECT_GT(messages, 0u);
+  // A user id belongs to one customer; an anonymous id to one, unless its laptop is shared.
+  std::set<std::string> shared;
+  for (const Device& d : w.devices()) {
+    if (d.shared) shared.insert(d.anonymous_id);
+  }
+  for (const auto& [id, cs] : owners) {
+    if (!shared.contains(id)) {
+      EXPECT_EQ(cs.size(), 1u) << id;
+    }
+  }
+  // The truth lists what was sent, once each, and never a shared device.
+  for (const auto& list : w.sent_identifiers()) {
+    std::set<std::pair<std::string, std::string>> seen(list.begin(), list.end());
+    EXPECT_EQ(seen.size(), list.size());
+    for (const auto& [type, value] : list) EXPECT_FALSE(shared.contains(value));
+  }
+}
+
+// The evidence groups follow the events: a device's two ids are always linked; a user id, its
+// email and a boiler are linked whenever the customer identified.
+TEST(World, EvidenceLinksWhatWasSentTogether) {
+  World w({.customers = 150, .days = 10, .seed = 9});
+  for (uint32_t h = 0; h < w.hours(); ++h) w.Hour(h);
+  const auto evidence = w.evidence();
+  size_t customers_with_two_groups = 0;
+  for (size_t c = 0; c < evidence.size(); ++c) {
+    const auto& ids = w.sent_identifiers()[c];
+    ASSERT_EQ(ids.size(), evidence[c].size());
+    std::map<std::string, uint32_t> group;
+    for (size_t i = 0; i < ids.size(); ++i) group[ids[i].first + ":" + ids[i].second] = evidence[c][i];
+    const Customer& who = w.customers()[c];
+    for (uint32_t d : who.devices) {
+      const Device& dev = w.devices()[d];
+      auto a = group.find("anonymous_id:" + dev.anonymous_id), b = group.find("device_id:" + dev.device_id);
+      ASSERT_EQ(a == group.end(), b == group.end());
+      if (a != group.end()) {
+        EXPECT_EQ(a->second, b->second);
+      }
+    }
+    if (auto e = group.find("email:" + who.email); e != group.end()) {
+      EXPECT_EQ(e->second, group.at("user_id:" + who.user_id));
+    }
+    std::set<uint32_t> distinct;
+    for (uint32_t g : evidence[c]) distinct.insert(g);
+    customers_with_two_groups += distinct.size() > 1;
+  }
+  // Some devices are never logged in on; most are.
+  EXPECT_GT(customers_with_two_groups, 0u);
+  EXPECT_LT(customers_with_two_groups, evidence.size() / 4);
+}
+
+TEST(World, LateDeliveriesAndFailuresProduceTheirMoments) {
+  World w({.customers = 400, .days = 30, .seed = 11});
+  for (uint32_t h = 0; h < w.hours(); ++h) w.Hour(h);
+  const WorldCounts& n = w.counts();
+  EXPECT_GT(n.by_kind.at("Order Completed"), 0u);
+  EXPECT_GT(n.by_kind.at("Order Delivered"), 0u);
+  EXPECT_GT(n.messages_negative, 0u);
+  EXPECT_GT(n.messages_positive, 0u);
+  EXPECT_GT(n.boiler_failures, 0u);
+  EXPECT_GT(n.by_kind.at("Boiler Telemetry"), n.boiler_failures);
+  EXPECT_LT(n.churned, 400u);
+}
+
+// Golden: two customers, A = {a1, a2, a3}, B = {b1, b2}. The engine splits A into {a1, a2} and
+// {a3}, wrongly joins a3 with b1, and does not know b2.
+TEST(ScoreIdentity, CountsPairs) {
+  Identifiers truth = {{{"t", "a1"}, {"t", "a2"}, {"t", "a3"}}, {{"t", "b1"}, {"t", "b2"}}};
+  std::map<std::string, std::string> engine = {{"a1", "1"}, {"a2", "1"}, {"a3", "2"}, {"b1", "2"}};
+  // Evidence: a1, a2, b1, b2 were linked by events; a3 never was.
+  std::vector<std::vector<uint32_t>> evidence = {{0, 0, 2}, {0, 0}};
+  IdentityScore s = ScoreIdentity(truth, evidence, [&](const std::string&, const std::string& v) -> std::optional<std::string> {
+    auto it = engine.find(v);
+    if (it == engine.end()) return std::nullopt;
+    return it->second;
+  });
+  EXPECT_EQ(s.identifiers, 5u);
+  EXPECT_EQ(s.not_found, 1u);
+  EXPECT_EQ(s.true_pairs, 4u);     // a1a2 a1a3 a2a3 b1b2
+  EXPECT_EQ(s.merged_pairs, 2u);   // a1a2, a3b1
+  EXPECT_EQ(s.correct_pairs, 1u);  // a1a2
+  EXPECT_DOUBLE_EQ(s.precision, 0.5);
+  EXPECT_DOUBLE_EQ(s.recall, 0.25);
+  EXPECT_EQ(s.linkable_pairs, 2u);          // a1a2, b1b2
+  EXPECT_EQ(s.correct_linkable_pairs, 1u);  // a1a2
+  EXPECT_DOUBLE_EQ(s.recall_linkable, 0.5);
+  EXPECT_EQ(s.customers_on_one_profile, 0u);
+  EXPECT_EQ(s.profiles_mixing_customers, 1u);
+}
+
+TEST(ScoreIdentity, PerfectResolution) {
+  Identifiers truth = {{{"t", "a1"}, {"t", "a2"}}, {{"t", "b1"}}};
+  IdentityScore s = ScoreIdentity(truth, {}, [](const std::string&, const std::string& v) -> std::optional<std::string> {
+    return std::string(1, v[0]);
+  });
+  EXPECT_DOUBLE_EQ(s.precision, 1);
+  EXPECT_DOUBLE_EQ(s.recall, 1);
+  EXPECT_EQ(s.customers_on_one_profile, 2u);
+}
+
+}  // namespace
+}  // namespace rapport::simulate
