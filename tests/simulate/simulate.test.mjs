@@ -67,17 +67,39 @@ test('the simulated clock moves forward only, by an admin key', async () => {
   }
 });
 
-test('with the real clock there is no clock to move, and the simulator says why', async () => {
+test('with the real clock there is no clock to move; the simulator sends the recent past as history', async () => {
   const server = await startServer();
+  const dir = tempDir('rapport-sim-history-');
   try {
     const r = await clock(server, server.secretKey, { now: '2030-01-01T00:00:00Z' });
     assert.equal(r.status, 404);
-    const run = sim(['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
-                     '--customers', '5', '--days', '1']);
-    assert.equal(run.status, 1);
-    assert.match(run.stderr, /real clock; start it with `rapport serve --clock=simulated`/);
+    const args = ['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
+                  '--customers', '30', '--days', '3'];
+    // A world that would end after now cannot be history.
+    const future = sim([...args, '--start', new Date(Date.now() - 86400000).toISOString()]);
+    assert.equal(future.status, 1);
+    assert.match(future.stderr, /must be over by now/);
+    const emitted = join(dir, 'events.jsonl');
+    const run = sim([...args, '--report', dir, '--emit', emitted]);
+    assert.equal(run.status, 0, run.stderr);
+    const figures = JSON.parse(readFileSync(join(dir, 'figures.json'), 'utf8'));
+    assert.equal(figures.events_rejected, 0);
+    assert.ok(figures.identity.precision >= 0.99 && figures.identity.recall_linkable >= 0.99);
+    // The events keep their past timestamps: the three days before today (UTC).
+    const first = JSON.parse(readFileSync(emitted, 'utf8').split('\n').find((l) => l.includes('"userId"')));
+    const events = await fetch(`${server.url}/api/v1/events?userId=${first.userId}`, {
+      headers: { authorization: `Bearer ${server.secretKey}` },
+    }).then((res) => res.json());
+    const today = Math.floor(Date.now() / 86400000) * 86400000;
+    assert.ok(events.events.length > 0);
+    for (const e of events.events) {
+      const t = Date.parse(e.timestamp);
+      assert.ok(t >= today - 3 * 86400000 && t < today, e.timestamp);
+      assert.ok(Date.parse(e.receivedAt) > t);
+    }
   } finally {
     await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -21,12 +21,14 @@ namespace {
 
 namespace json = boost::json;
 
+constexpr const char* kDefaultStart = "2026-01-05T00:00:00Z";
+
 struct Flags {
   std::string target, write_key, secret_key;
   uint32_t customers = 200, days = 14;
   uint64_t seed = 1;
   double speed = 0;
-  std::string start = "2026-01-05T00:00:00Z";
+  std::string start;  // empty: see --start
   std::string report, emit;
   bool dry_run = false;
   size_t batch = 100;
@@ -51,20 +53,18 @@ absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& met
   }
 }
 
-// The engine's simulated clock, or why the simulator cannot drive it.
-absl::StatusOr<base::Micros> EngineClock(EngineClient& engine, const std::string& auth) {
+// The engine's simulated clock; nullopt when it runs on the real clock.
+absl::StatusOr<std::optional<base::Micros>> EngineClock(EngineClient& engine, const std::string& auth) {
   RAPPORT_ASSIGN_OR_RETURN(Reply r, engine.Send("GET", "/api/v1/admin/clock", "", auth));
-  if (r.status == 404) {
-    return absl::FailedPreconditionError(
-        "the engine runs on the real clock; start it with `rapport serve --clock=simulated`");
-  }
+  if (r.status == 404) return std::nullopt;
   if (r.status != 200) return absl::FailedPreconditionError("cannot read the engine's clock: " + ErrorOf(r));
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
   if (ec || !v.is_object() || !v.as_object().contains("now") || !v.at("now").is_string()) {
     return absl::InternalError("the engine's clock answer has no 'now': " + r.body);
   }
-  return base::ParseIso8601(std::string(v.at("now").as_string()));
+  RAPPORT_ASSIGN_OR_RETURN(base::Micros now, base::ParseIso8601(std::string(v.at("now").as_string())));
+  return now;
 }
 
 absl::Status SetEngineClock(EngineClient& engine, const std::string& auth, base::Micros now) {
@@ -114,42 +114,76 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
+base::Micros RealNow() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 int Run(const Flags& f) {
-  auto start = base::ParseIso8601(f.start);
-  if (!start.ok()) return Fail(absl::InvalidArgumentError(fmt::format("--start must be an ISO-8601 time, not '{}'", f.start)));
+  std::optional<base::Micros> start;
+  if (!f.start.empty()) {
+    auto parsed = base::ParseIso8601(f.start);
+    if (!parsed.ok()) {
+      return Fail(absl::InvalidArgumentError(fmt::format("--start must be an ISO-8601 time, not '{}'", f.start)));
+    }
+    start = *parsed;
+  }
   if (f.customers == 0 || f.days == 0) return Fail(absl::InvalidArgumentError("--customers and --days must be at least 1"));
   if (f.batch == 0 || f.batch > 500) return Fail(absl::InvalidArgumentError("--batch must be 1-500 events"));
   if (!f.dry_run && (f.target.empty() || f.write_key.empty() || f.secret_key.empty())) {
     return Fail(absl::InvalidArgumentError("give --target, --write-key and --secret-key (or --dry-run)"));
   }
-  World world({.customers = f.customers, .days = f.days, .seed = f.seed, .start = *start});
-  std::ofstream emit;
-  if (!f.emit.empty()) {
-    emit.open(f.emit, std::ios::binary | std::ios::trunc);
-    if (!emit) return Fail(absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit)));
-  }
   std::unique_ptr<EngineClient> engine;
   const std::string admin = BearerAuth(f.secret_key), writer = BasicAuth(f.write_key);
+  bool simulated = true;  // the engine's clock is ours to move (or there is no engine)
+  const base::Micros span = static_cast<base::Micros>(f.days) * base::kMicrosPerDay;
   if (!f.dry_run) {
     auto created = EngineClient::Create(f.target);
     if (!created.ok()) return Fail(created.status());
     engine = *std::move(created);
     auto now = EngineClock(*engine, admin);
     if (!now.ok()) return Fail(now.status());
-    if (*now > world.HourStart(0)) {
-      return Fail(absl::FailedPreconditionError(fmt::format(
-          "the engine's clock is at {}, after the world's start {}; give a later --start or a fresh engine",
-          base::FormatIso8601(*now), base::FormatIso8601(world.HourStart(0)))));
+    if (*now) {
+      if (!start) start = base::ParseIso8601(kDefaultStart).value();
+      if (**now > *start) {
+        return Fail(absl::FailedPreconditionError(fmt::format(
+            "the engine's clock is at {}, after the world's start {}; give a later --start or a fresh engine",
+            base::FormatIso8601(**now), base::FormatIso8601(*start))));
+      }
+    } else {
+      // The real clock: the world is the recent past, sent as history (events keep their
+      // timestamps), ending before now.
+      simulated = false;
+      const base::Micros real = RealNow();
+      if (!start) start = real / base::kMicrosPerDay * base::kMicrosPerDay - span;
+      if (*start + span > real) {
+        return Fail(absl::FailedPreconditionError(fmt::format(
+            "the engine runs on the real clock, so the world must be over by now, but it would end at {}; "
+            "give an earlier --start, or start the engine with `rapport serve --clock=simulated`",
+            base::FormatIso8601(*start + span))));
+      }
     }
   }
-  RunFacts run{f.dry_run ? "no engine (--dry-run)" : f.target, 0, 0, 0};
+  if (!start) start = base::ParseIso8601(kDefaultStart).value();
+  World world({.customers = f.customers, .days = f.days, .seed = f.seed, .start = *start});
+  std::ofstream emit;
+  if (!f.emit.empty()) {
+    emit.open(f.emit, std::ios::binary | std::ios::trunc);
+    if (!emit) return Fail(absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit)));
+  }
+  RunFacts run{f.dry_run ? "no engine (--dry-run)"
+                         : f.target + (simulated ? " (simulated clock)" : " (real clock: the world sent as history)"),
+               0, 0, 0};
   const auto began = std::chrono::steady_clock::now();
   for (uint32_t hour = 0; hour < world.hours(); ++hour) {
     std::vector<Event> events = world.Hour(hour);
     for (const Event& e : events) emit << e.json << '\n';
     if (engine) {
       // The hour has passed when its events arrive: their timestamps are in the engine's past.
-      if (auto st = SetEngineClock(*engine, admin, world.HourStart(hour + 1)); !st.ok()) return Fail(st);
+      if (simulated) {
+        if (auto st = SetEngineClock(*engine, admin, world.HourStart(hour + 1)); !st.ok()) return Fail(st);
+      }
       auto rejected = SendEvents(*engine, writer, events, f.batch);
       if (!rejected.ok()) return Fail(rejected.status());
       run.events_rejected += *rejected;
@@ -159,7 +193,7 @@ int Run(const Flags& f) {
       std::fprintf(stderr, "day %u/%u: %llu events\n", hour / 24 + 1, f.days,
                    static_cast<unsigned long long>(run.events_sent));
     }
-    if (f.speed > 0) {  // pace: `speed` simulated seconds per real second
+    if (f.speed > 0 && simulated) {  // pace: `speed` simulated seconds per real second
       const auto due = began + std::chrono::duration<double>((hour + 1) * 3600.0 / f.speed);
       std::this_thread::sleep_until(due);
     }
@@ -219,9 +253,12 @@ int main(int argc, char** argv) {
   app.add_option("--customers", f.customers, "Customers in the world")->capture_default_str();
   app.add_option("--days", f.days, "Simulated days")->capture_default_str();
   app.add_option("--seed", f.seed, "Seed: the same seed gives the same event stream")->capture_default_str();
-  app.add_option("--speed", f.speed, "Simulated seconds per real second (0: as fast as the engine takes them)")
+  app.add_option("--speed", f.speed,
+                 "Simulated seconds per real second, with a simulated clock (0: as fast as the engine takes them)")
       ->capture_default_str();
-  app.add_option("--start", f.start, "Midnight UTC of the first simulated day")->capture_default_str();
+  app.add_option("--start", f.start,
+                 "Midnight UTC of the first day (default: 2026-01-05 with a simulated clock or --dry-run; "
+                 "with the real clock, --days before today, so the world ends before now)");
   app.add_option("--batch", f.batch, "Events per /v1/batch request")->capture_default_str();
   app.add_option("--report", f.report, "Write report.md and figures.json into this directory");
   app.add_option("--emit", f.emit, "Write every event sent as a JSON line into this file");
