@@ -5,7 +5,7 @@
 // into three column families. With `--state`, each event also writes what rapport's profile stage
 // writes for it with bench/definitions.json active, in a fourth column family: the sizes and
 // rates per event are those measured from rapport's own WriteBatches in that benchmark (see
-// bench/RESULTS.md, "the storage ceiling of the profile stage's writes"), keyed like rapport's
+// bench/RESULTS.md, session 7: "the storage ceiling of the writes themselves is below 60k"), keyed like rapport's
 // over the same 50,000 people. No identity resolution, no computed traits and no segment
 // evaluation are done: it measures what storing their results costs.
 #include <rocksdb/db.h>

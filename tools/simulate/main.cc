@@ -43,7 +43,8 @@ std::string ErrorOf(const Reply& r) {
   return fmt::format("HTTP {}: {}", r.status, r.body.substr(0, 300));
 }
 
-// Sends until answered with something other than 429/503 (waiting as told), for about a minute.
+// Sends until answered with something other than 429/503: up to 60 more attempts, each after the
+// Retry-After the engine gave, else 250 ms.
 absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& method, const std::string& target,
                                     const std::string& body, const std::string& auth) {
   for (int attempt = 0;; ++attempt) {

@@ -236,7 +236,8 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
     if (s.user_id) user = Sent(c, "user_id", *s.user_id);
     if (!device.shared) {
       const uint32_t a = Sent(c, "anonymous_id", device.anonymous_id);
-      Link(c, a, Sent(c, "device_id", device.device_id));
+      const uint32_t d = Sent(c, "device_id", device.device_id);
+      Link(c, a, d);
       if (user) Link(c, a, *user);
     }
     if (user && event.contains("traits")) Link(c, *user, Sent(c, "email", c.email));
@@ -349,7 +350,8 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
                                                    {"error_count", errors}}}};
     event["context"] = Context(s);
     event["timestamp"] = base::FormatIso8601(at);
-    Link(c, Sent(c, "user_id", c.user_id), Sent(c, "device_id", *c.boiler_id));
+    const uint32_t user = Sent(c, "user_id", c.user_id);  // in this order: it numbers them
+    Link(c, user, Sent(c, "device_id", *c.boiler_id));
     ++counts_.by_kind[fails ? "Boiler Failed" : "Boiler Telemetry"];
     out.push_back(Make(at, c.index, json::serialize(event)));
     if (fails) {

@@ -1,9 +1,9 @@
 // The simulated world: a customer base whose hidden truth (tastes, devices, time zones, moods,
 // appliances that will fail) only the simulator knows, and the Segment events those customers'
 // behaviour produces, hour by simulated hour. Pure and deterministic: the same options give
-// the same customers and the same events, byte for byte, on any machine (its own random
-// generator and distributions; no std::*_distribution, whose output the standard leaves to the
-// library).
+// the same customers and the same events, byte for byte (its own random generator and
+// distributions; no std::*_distribution, whose output the standard leaves to the library; the
+// C library's log() is the one dependency on the platform).
 //
 // Thread safety: a World is used by one thread.
 #ifndef RAPPORT_TOOLS_SIMULATE_WORLD_H_
