@@ -363,6 +363,40 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
   }
 }
 
+namespace {
+int LocalHour(const Customer& c, base::Micros utc) {
+  const base::Micros hour = utc / (3600 * base::kMicrosPerSecond);
+  return static_cast<int>(((hour + c.utc_offset_hours) % 24 + 24) % 24);
+}
+bool InQuietHours(const Customer& c, int local) {
+  return c.quiet_from > c.quiet_until ? (local >= c.quiet_from || local < c.quiet_until)
+                                      : (local >= c.quiet_from && local < c.quiet_until);
+}
+}  // namespace
+
+double World::OfferAcceptance(uint32_t customer, size_t category, double price) const {
+  const Customer& c = customers_.at(customer);
+  if (c.churned_on_day || category >= kCategories) return 0;
+  // Taste over the uniform share (1/5): 0 for a disliked category, up to ~0.6 for a favourite.
+  const double taste = std::min(1.0, c.taste[category] * kCategories / 4);
+  const double price_factor = 1 / (1 + c.price_sensitivity * std::max(0.0, price) / 100);
+  return std::clamp(0.6 * taste * price_factor, 0.0, 1.0);
+}
+
+bool World::ContactAnnoys(uint32_t customer, Channel channel, base::Micros utc, int contacts_last_week) const {
+  const Customer& c = customers_.at(customer);
+  return InQuietHours(c, LocalHour(c, utc)) || channel == c.disliked || contacts_last_week >= 3;
+}
+
+double World::ContactResponse(uint32_t customer, Channel channel, base::Micros utc, int contacts_last_week) const {
+  const Customer& c = customers_.at(customer);
+  if (c.churned_on_day) return 0;
+  double p = channel == c.preferred ? 0.3 : channel == c.disliked ? 0.02 : 0.1;
+  if (InQuietHours(c, LocalHour(c, utc))) p *= 0.2;
+  for (int extra = contacts_last_week - 2; extra > 0; --extra) p *= 0.5;
+  return std::clamp(p, 0.0, 1.0);
+}
+
 std::vector<Event> World::Hour(uint32_t hour) {
   std::vector<Event> out;
   const uint32_t day = hour / 24;

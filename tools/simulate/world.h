@@ -125,6 +125,21 @@ class World {
     return options_.start + static_cast<base::Micros>(hour) * 3600 * base::kMicrosPerSecond;
   }
 
+  // How a customer answers what the engine does, from their hidden traits; later phases ask
+  // these when the engine decides and contacts. Probabilities in [0, 1].
+  //
+  // An offer of `category` at `price` (euros): taste for the category, dampened by price for
+  // the price-sensitive; nobody who churned accepts.
+  double OfferAcceptance(uint32_t customer, size_t category, double price) const;
+  // A contact through `channel` at `utc` (the customer's local hour matters), given how many
+  // contacts they had in the seven days before: the preferred channel works best, the disliked
+  // one worst; quiet hours and more than three contacts a week annoy (lower, and fall further
+  // with each extra contact).
+  double ContactResponse(uint32_t customer, Channel channel, base::Micros utc, int contacts_last_week) const;
+  // Whether a contact annoys: it arrives in quiet hours, through the disliked channel, or beyond
+  // three a week.
+  bool ContactAnnoys(uint32_t customer, Channel channel, base::Micros utc, int contacts_last_week) const;
+
   // Every identifier the world sent for each customer so far, as (type, value) — the truth
   // identity resolution is measured against. A shared device's ids are left out (they truly
   // belong to two people).

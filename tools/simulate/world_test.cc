@@ -123,6 +123,32 @@ TEST(World, LateDeliveriesAndFailuresProduceTheirMoments) {
   EXPECT_LT(n.churned, 400u);
 }
 
+// The responses follow the hidden traits: a favourite category beats a disliked one, a high
+// price puts off the price-sensitive, the preferred channel beats the disliked one, quiet hours
+// and a fourth contact in a week lower the response and annoy.
+TEST(World, ResponsesFollowTheHiddenTraits) {
+  World w({.customers = 50, .days = 1, .seed = 4});
+  const base::Micros noon = w.HourStart(12), three_am = w.HourStart(2);
+  for (const Customer& c : w.customers()) {
+    size_t best = 0, worst = 0;
+    for (size_t k = 0; k < kCategories; ++k) {
+      if (c.taste[k] > c.taste[best]) best = k;
+      if (c.taste[k] < c.taste[worst]) worst = k;
+    }
+    EXPECT_GT(w.OfferAcceptance(c.index, best, 50), w.OfferAcceptance(c.index, worst, 50));
+    if (c.price_sensitivity > 0.1) {
+      EXPECT_GT(w.OfferAcceptance(c.index, best, 20), w.OfferAcceptance(c.index, best, 400));
+    }
+    EXPECT_GT(w.ContactResponse(c.index, c.preferred, noon, 0), w.ContactResponse(c.index, c.disliked, noon, 0));
+    EXPECT_GT(w.ContactResponse(c.index, c.preferred, noon, 0), w.ContactResponse(c.index, c.preferred, three_am, 0));
+    EXPECT_GT(w.ContactResponse(c.index, c.preferred, noon, 2), w.ContactResponse(c.index, c.preferred, noon, 3));
+    EXPECT_FALSE(w.ContactAnnoys(c.index, c.preferred, noon, 0));
+    EXPECT_TRUE(w.ContactAnnoys(c.index, c.preferred, three_am, 0));  // quiet hours end at 7-9
+    EXPECT_TRUE(w.ContactAnnoys(c.index, c.disliked, noon, 0));
+    EXPECT_TRUE(w.ContactAnnoys(c.index, c.preferred, noon, 3));
+  }
+}
+
 // Golden: two customers, A = {a1, a2, a3}, B = {b1, b2}. The engine splits A into {a1, a2} and
 // {a3}, wrongly joins a3 with b1, and does not know b2.
 TEST(ScoreIdentity, CountsPairs) {
