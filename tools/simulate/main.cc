@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "rapport/base/clock.h"
 #include "rapport/base/status.h"
 #include "tools/simulate/engine_client.h"
 #include "tools/simulate/report.h"
@@ -115,12 +116,6 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
-base::Micros RealNow() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int Run(const Flags& f) {
   std::optional<base::Micros> start;
   if (!f.start.empty()) {
@@ -156,7 +151,7 @@ int Run(const Flags& f) {
       // The real clock: the world is the recent past, sent as history (events keep their
       // timestamps), ending before now.
       simulated = false;
-      const base::Micros real = RealNow();
+      const base::Micros real = base::RealClock::Get()->Now();
       if (!start) start = real / base::kMicrosPerDay * base::kMicrosPerDay - span;
       if (*start + span > real) {
         return Fail(absl::FailedPreconditionError(fmt::format(

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -405,14 +406,11 @@ std::vector<Event> World::Hour(uint32_t hour) {
     for (Customer& c : customers_) Daily(c, day, start);
   }
   const base::Micros end = HourStart(hour + 1);
-  for (size_t i = 0; i < scheduled_.size();) {
-    if (scheduled_[i].timestamp < end) {
-      out.push_back(std::move(scheduled_[i]));
-      scheduled_.erase(scheduled_.begin() + static_cast<std::ptrdiff_t>(i));
-    } else {
-      ++i;
-    }
-  }
+  // Today's later events whose hour has come, in the order they were made.
+  auto due = std::stable_partition(scheduled_.begin(), scheduled_.end(),
+                                   [end](const Event& e) { return e.timestamp < end; });
+  std::move(scheduled_.begin(), due, std::back_inserter(out));
+  scheduled_.erase(scheduled_.begin(), due);
   static const double kWeightSum = HourWeightSum();
   for (Customer& c : customers_) {
     if (c.churned_on_day) continue;
@@ -422,13 +420,11 @@ std::vector<Event> World::Hour(uint32_t hour) {
     Session(c, day, at, out);  // at most ~15 minutes: it ends inside the hour
   }
   // Deliveries due this hour; a late one hurts, and some say so.
-  for (size_t i = 0; i < pending_.size();) {
-    Pending p = pending_[i];
-    if (p.at >= end) {
-      ++i;
-      continue;
-    }
-    pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+  auto delivered = std::stable_partition(pending_.begin(), pending_.end(),
+                                         [end](const Pending& p) { return p.at < end; });
+  std::vector<Pending> now_due(std::make_move_iterator(pending_.begin()), std::make_move_iterator(delivered));
+  pending_.erase(pending_.begin(), delivered);
+  for (const Pending& p : now_due) {
     Customer& c = customers_[p.customer];
     SessionContext s{nullptr, c.locale, c.user_id};
     json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
