@@ -58,10 +58,15 @@ absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& met
 // The engine's simulated clock; nullopt when it runs on the real clock.
 absl::StatusOr<std::optional<base::Micros>> EngineClock(EngineClient& engine, const std::string& auth) {
   RAPPORT_ASSIGN_OR_RETURN(Reply r, engine.Send("GET", "/api/v1/admin/clock", "", auth));
-  if (r.status == 404) return std::nullopt;
-  if (r.status != 200) return absl::FailedPreconditionError("cannot read the engine's clock: " + ErrorOf(r));
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
+  // rapport answers a route it does not have with 404 no_such_route: the real clock.
+  if (r.status == 404 && !ec && v.is_object() && v.as_object().contains("error") &&
+      v.at("error").is_object() && v.at("error").as_object().contains("code") &&
+      v.at("error").at("code") == "no_such_route") {
+    return std::nullopt;
+  }
+  if (r.status != 200) return absl::FailedPreconditionError("cannot read the engine's clock: " + ErrorOf(r));
   if (ec || !v.is_object() || !v.as_object().contains("now") || !v.at("now").is_string()) {
     return absl::InternalError("the engine's clock answer has no 'now': " + r.body);
   }
@@ -93,11 +98,11 @@ absl::StatusOr<uint64_t> SendEvents(EngineClient& engine, const std::string& aut
     // Some messages were refused: count them, and say why once per batch.
     boost::system::error_code ec;
     json::value v = json::parse(r.body, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("results")) {
+    if (ec || !v.is_object() || !v.as_object().contains("results") || !v.at("results").is_array()) {
       return absl::InvalidArgumentError("the engine refused a batch: " + ErrorOf(r));
     }
     for (const json::value& item : v.at("results").as_array()) {
-      if (item.at("status") == "rejected") ++rejected;
+      if (item.is_object() && item.as_object().contains("status") && item.at("status") == "rejected") ++rejected;
     }
     std::fprintf(stderr, "rapport-sim: warning: %s\n", ErrorOf(r).c_str());
   }

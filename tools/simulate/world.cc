@@ -86,6 +86,16 @@ std::string Replace(std::string text, const std::string& item) {
 
 std::string Hex(uint64_t v, int digits) { return fmt::format("{:0{}x}", v, digits); }
 
+int LocalHour(const Customer& c, base::Micros utc) {
+  const base::Micros hour = utc / (3600 * base::kMicrosPerSecond);
+  return static_cast<int>(((hour + c.utc_offset_hours) % 24 + 24) % 24);
+}
+
+bool InQuietHours(const Customer& c, int local) {
+  return c.quiet_from > c.quiet_until ? (local >= c.quiet_from || local < c.quiet_until)
+                                      : (local >= c.quiet_from && local < c.quiet_until);
+}
+
 }  // namespace
 
 World::World(WorldOptions options) : options_(options), random_(options.seed) {
@@ -181,10 +191,7 @@ std::vector<std::vector<uint32_t>> World::evidence() const {
   return out;
 }
 
-Message World::Compose(const Customer& c, int sentiment, const std::string& category) {
-  size_t cat = 0;
-  while (cat < kCategories && category != kCategoryNames[cat]) ++cat;
-  cat = std::min(cat, kCategories - 1);
+Message World::Compose(const Customer& c, int sentiment, size_t cat) {
   const bool nl = c.language == "nl";
   const std::string item = nl ? kItemNl[cat] : kItemEn[cat];
   std::string text;
@@ -219,9 +226,29 @@ json::object Context(const SessionContext& s) {
 
 }  // namespace
 
-Event World::Make(base::Micros at, uint32_t customer, std::string json_text) {
+void World::Emit(std::vector<Event>& out, base::Micros at, const Customer& c, const std::string& kind,
+                 const json::object& event, std::optional<Message> message) {
   ++counts_.events;
-  return Event{at, customer, std::move(json_text), std::nullopt};
+  ++counts_.by_kind[kind];
+  out.push_back(Event{at, c.index, json::serialize(event), std::move(message)});
+}
+
+void World::Track(std::vector<Event>& out, const Customer& c, base::Micros at, const char* name,
+                  json::object properties, const Device* device, std::optional<Message> message) {
+  json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
+                     {"event", name}, {"properties", std::move(properties)}};
+  event["context"] = Context(SessionContext{device, c.locale, c.user_id});
+  event["timestamp"] = base::FormatIso8601(at);
+  const uint32_t user = Sent(c, "user_id", c.user_id);
+  if (device) Link(c, user, Sent(c, "device_id", device->device_id));
+  Emit(out, at, c, name, event, std::move(message));
+}
+
+void World::SendMessage(std::vector<Event>& out, const Customer& c, base::Micros at, Message m) {
+  ++(m.sentiment > 0 ? counts_.messages_positive : counts_.messages_negative);
+  json::object properties{{"text", m.text}, {"channel", kChannelNames[static_cast<int>(c.preferred)]},
+                          {"language", m.language}};
+  Track(out, c, at, "Message Sent", std::move(properties), nullptr, std::move(m));
 }
 
 void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Event>& out) {
@@ -242,8 +269,7 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
       if (user) Link(c, a, *user);
     }
     if (user && event.contains("traits")) Link(c, *user, Sent(c, "email", c.email));
-    ++counts_.by_kind[kind];
-    out.push_back(Make(at, c.index, json::serialize(event)));
+    Emit(out, at, c, kind, event);
     at += (5 + static_cast<base::Micros>(random_.Below(90))) * base::kMicrosPerSecond;
   };
   const size_t category = random_.Weighted(c.taste);
@@ -294,7 +320,7 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
        "Order Completed");
   const bool late = random_.Chance(0.12);
   pending_.push_back({at + (late ? 4 : 2) * base::kMicrosPerDay + static_cast<base::Micros>(random_.Below(8)) * 3600 * base::kMicrosPerSecond,
-                      c.index, order, cat, late});
+                      c.index, order, category, late});
 }
 
 void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
@@ -310,27 +336,9 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
     --c.unresolved_negatives;
     c.churn_hazard = std::max(0.001, c.churn_hazard - 0.003);
     const base::Micros at = midnight + (10 + static_cast<base::Micros>(random_.Below(8))) * 3600 * base::kMicrosPerSecond;
-    SessionContext s{nullptr, c.locale, c.user_id};
-    json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
-                       {"event", "Ticket Resolved"}, {"properties", json::object{{"minutes_to_resolve", 20 + random_.Below(300)}}}};
-    event["context"] = Context(s);
-    event["timestamp"] = base::FormatIso8601(at);
-    Sent(c, "user_id", c.user_id);
-    ++counts_.by_kind["Ticket Resolved"];
-    out.push_back(Make(at, c.index, json::serialize(event)));
+    Track(out, c, at, "Ticket Resolved", json::object{{"minutes_to_resolve", 20 + random_.Below(300)}});
     if (random_.Chance(0.4)) {
-      Message m = Compose(c, +1, kCategoryNames[random_.Weighted(c.taste)]);
-      json::object msg{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
-                       {"event", "Message Sent"},
-                       {"properties", json::object{{"text", m.text}, {"channel", kChannelNames[static_cast<int>(c.preferred)]},
-                                                   {"language", m.language}}}};
-      msg["context"] = Context(s);
-      msg["timestamp"] = base::FormatIso8601(at + 600 * base::kMicrosPerSecond);
-      ++counts_.by_kind["Message Sent"];
-      ++counts_.messages_positive;
-      Event e = Make(at + 600 * base::kMicrosPerSecond, c.index, json::serialize(msg));
-      e.message = std::move(m);
-      out.push_back(std::move(e));
+      SendMessage(out, c, at + 600 * base::kMicrosPerSecond, Compose(c, +1, random_.Weighted(c.taste)));
     }
   }
   // The boiler reports once a day from its own device id; pressure sags and errors climb in
@@ -341,20 +349,13 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
     const double wear = to_failure <= 10 ? (10 - std::max(0, to_failure)) / 10.0 : 0.0;
     const double pressure = std::round((1.5 - 0.9 * wear + 0.1 * (random_.Uniform() - 0.5)) * 100) / 100;
     const uint64_t errors = wear > 0 ? random_.Below(1 + static_cast<uint64_t>(wear * 6)) : (random_.Chance(0.05) ? 1 : 0);
-    Device boiler{"", *c.boiler_id, "boiler", false};
-    SessionContext s{&boiler, c.locale, c.user_id};
+    const Device boiler{"", *c.boiler_id, "boiler", false};
     const bool fails = to_failure <= 0;
-    json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
-                       {"event", fails ? "Boiler Failed" : "Boiler Telemetry"},
-                       {"properties", json::object{{"pressure_bar", pressure},
-                                                   {"flow_temperature_c", std::round((62 - 8 * wear) * 10) / 10},
-                                                   {"error_count", errors}}}};
-    event["context"] = Context(s);
-    event["timestamp"] = base::FormatIso8601(at);
-    const uint32_t user = Sent(c, "user_id", c.user_id);  // in this order: it numbers them
-    Link(c, user, Sent(c, "device_id", *c.boiler_id));
-    ++counts_.by_kind[fails ? "Boiler Failed" : "Boiler Telemetry"];
-    out.push_back(Make(at, c.index, json::serialize(event)));
+    Track(out, c, at, fails ? "Boiler Failed" : "Boiler Telemetry",
+          json::object{{"pressure_bar", pressure},
+                       {"flow_temperature_c", std::round((62 - 8 * wear) * 10) / 10},
+                       {"error_count", errors}},
+          &boiler);
     if (fails) {
       c.boiler_failed = true;
       ++counts_.boiler_failures;
@@ -363,17 +364,6 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
     }
   }
 }
-
-namespace {
-int LocalHour(const Customer& c, base::Micros utc) {
-  const base::Micros hour = utc / (3600 * base::kMicrosPerSecond);
-  return static_cast<int>(((hour + c.utc_offset_hours) % 24 + 24) % 24);
-}
-bool InQuietHours(const Customer& c, int local) {
-  return c.quiet_from > c.quiet_until ? (local >= c.quiet_from || local < c.quiet_until)
-                                      : (local >= c.quiet_from && local < c.quiet_until);
-}
-}  // namespace
 
 double World::OfferAcceptance(uint32_t customer, size_t category, double price) const {
   const Customer& c = customers_.at(customer);
@@ -414,8 +404,7 @@ std::vector<Event> World::Hour(uint32_t hour) {
   static const double kWeightSum = HourWeightSum();
   for (Customer& c : customers_) {
     if (c.churned_on_day) continue;
-    const int local = static_cast<int>((hour % 24 + 24 + c.utc_offset_hours) % 24);
-    if (!random_.Chance(c.sessions_per_day * kHourWeight[local] / kWeightSum)) continue;
+    if (!random_.Chance(c.sessions_per_day * kHourWeight[LocalHour(c, start)] / kWeightSum)) continue;
     const base::Micros at = start + static_cast<base::Micros>(random_.Below(2400)) * base::kMicrosPerSecond;
     Session(c, day, at, out);  // at most ~15 minutes: it ends inside the hour
   }
@@ -426,31 +415,14 @@ std::vector<Event> World::Hour(uint32_t hour) {
   pending_.erase(pending_.begin(), delivered);
   for (const Pending& p : now_due) {
     Customer& c = customers_[p.customer];
-    SessionContext s{nullptr, c.locale, c.user_id};
-    json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
-                       {"event", "Order Delivered"},
-                       {"properties", json::object{{"order_id", p.order_id}, {"late", p.late}}}};
-    event["context"] = Context(s);
-    event["timestamp"] = base::FormatIso8601(p.at);
-    ++counts_.by_kind["Order Delivered"];
-    out.push_back(Make(p.at, c.index, json::serialize(event)));
+    Track(out, c, p.at, "Order Delivered", json::object{{"order_id", p.order_id}, {"late", p.late}});
     if (p.late) {
       ++c.unresolved_negatives;
       c.churn_hazard += 0.004;
       if (!c.churned_on_day && random_.Chance(0.6)) {
         Message m = Compose(c, -1, p.category);
         const base::Micros at = p.at + (1 + static_cast<base::Micros>(random_.Below(50))) * 60 * base::kMicrosPerSecond;
-        json::object msg{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
-                         {"event", "Message Sent"},
-                         {"properties", json::object{{"text", m.text}, {"channel", kChannelNames[static_cast<int>(c.preferred)]},
-                                                     {"language", m.language}}}};
-        msg["context"] = Context(s);
-        msg["timestamp"] = base::FormatIso8601(std::min(at, end - 1));
-        ++counts_.by_kind["Message Sent"];
-        ++counts_.messages_negative;
-        Event e = Make(std::min(at, end - 1), c.index, json::serialize(msg));
-        e.message = std::move(m);
-        out.push_back(std::move(e));
+        SendMessage(out, c, std::min(at, end - 1), std::move(m));
       }
     }
   }

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/json/object.hpp>
+
 #include "rapport/base/time.h"
 
 namespace rapport::simulate {
@@ -156,19 +158,27 @@ class World {
     base::Micros at;
     uint32_t customer;
     std::string order_id;
-    std::string category;
+    size_t category;
     bool late;
   };
   void Session(Customer& c, uint32_t day, base::Micros at, std::vector<Event>& out);
   void Daily(Customer& c, uint32_t day, base::Micros midnight);
-  Event Make(base::Micros at, uint32_t customer, std::string json_without_end);
+  // Counts and appends an event of `kind` (a type or a track name).
+  void Emit(std::vector<Event>& out, base::Micros at, const Customer& c, const std::string& kind,
+            const boost::json::object& event, std::optional<Message> message = std::nullopt);
+  // A track event from the customer's account, or from their appliance `device`, outside a
+  // browsing session; its identifiers join the truth.
+  void Track(std::vector<Event>& out, const Customer& c, base::Micros at, const char* name,
+             boost::json::object properties, const Device* device = nullptr,
+             std::optional<Message> message = std::nullopt);
+  void SendMessage(std::vector<Event>& out, const Customer& c, base::Micros at, Message m);
   // Records an identifier the customer sent; returns its index in sent_identifiers()[customer].
   uint32_t Sent(const Customer& c, const std::string& type, const std::string& value);
   // Records that two of the customer's identifiers were sent in one event.
   void Link(const Customer& c, uint32_t a, uint32_t b);
   uint32_t Root(uint32_t customer, uint32_t i) const;
   std::string NextMessageId();
-  Message Compose(const Customer& c, int sentiment, const std::string& category);
+  Message Compose(const Customer& c, int sentiment, size_t category);
 
   WorldOptions options_;
   Random random_;

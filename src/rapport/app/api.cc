@@ -591,12 +591,8 @@ void SetClock(const Services& s, Request&& req, Responder&& respond) {
       return base::InvalidField("invalid_field", "now",
                                 fmt::format("'now' must be an ISO-8601 time such as 2026-03-01T09:00:00Z, not '{}'", *text));
     }
-    // Compare and set in one step: two callers racing must not move it back.
-    base::Micros current = s.simulated_clock->Now();
-    while (*now >= current) {
-      if (s.simulated_clock->CompareAndSet(current, *now)) break;
-    }
-    if (*now < current) {
+    const base::Micros current = s.simulated_clock->AdvanceTo(*now);
+    if (current > *now) {
       return base::MakeError(absl::StatusCode::kFailedPrecondition, "clock_backwards",
                              fmt::format("the clock is at {}; it only moves forward, not to {}",
                                          base::FormatIso8601(current), base::FormatIso8601(*now)));

@@ -3,6 +3,7 @@
 #ifndef RAPPORT_BASE_CLOCK_H_
 #define RAPPORT_BASE_CLOCK_H_
 
+#include <algorithm>
 #include <atomic>
 
 #include "rapport/base/time.h"
@@ -31,10 +32,13 @@ class SimulatedClock final : public Clock {
   Micros Now() const override { return now_.load(std::memory_order_acquire); }
   void Set(Micros t) { now_.store(t, std::memory_order_release); }
   void Advance(Micros d) { now_.fetch_add(d, std::memory_order_acq_rel); }
-  // Sets `to` if the clock still reads `expected`; otherwise loads the current time into
-  // `expected` and returns false.
-  bool CompareAndSet(Micros& expected, Micros to) {
-    return now_.compare_exchange_strong(expected, to, std::memory_order_acq_rel);
+  // Moves the clock forward to `to`, never back: returns what it reads afterwards, which is
+  // later than `to` when it already was (callers racing cannot move it back).
+  Micros AdvanceTo(Micros to) {
+    Micros current = now_.load(std::memory_order_acquire);
+    while (current < to && !now_.compare_exchange_weak(current, to, std::memory_order_acq_rel)) {
+    }
+    return std::max(current, to);
   }
 
  private:
