@@ -7,7 +7,9 @@
 // rates per event are those measured from rapport's own WriteBatches in that benchmark (see
 // bench/RESULTS.md, session 7: "the storage ceiling of the writes themselves is below 60k"), keyed like rapport's
 // over the same 50,000 people. No identity resolution, no computed traits and no segment
-// evaluation are done: it measures what storing their results costs.
+// evaluation are done: it measures what storing their results costs. With `--from FILE` (JSON
+// lines, e.g. `rapport-sim --dry-run --emit FILE`), event n's value is line n of the file (in a
+// cycle) instead of bench/events.h's: the ceiling for that stream's bytes (bench/world).
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,7 +54,7 @@ void PutState(rocksdb::WriteBatch& wb, rocksdb::ColumnFamilyHandle* cf, uint64_t
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dir;
+  std::string dir, from;
   int threads = 16, batch = 100;
   double seconds = 10;
   bool sync = true;
@@ -73,10 +76,23 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(v.c_str());
     else if (a == "--seconds") seconds = std::atof(v.c_str());
     else if (a == "--sync") sync = v == "always";
+    else if (a == "--from") from = v;
     else usage = true;
   }
+  std::vector<std::string> lines;
+  if (!from.empty()) {
+    std::ifstream in(from);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) lines.push_back(std::move(line));
+    }
+    if (lines.empty()) {
+      std::fprintf(stderr, "no events in %s\n", from.c_str());
+      return 2;
+    }
+  }
   if (usage || dir.empty()) {
-    std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S] [--state]\n");
+    std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S] [--state] "
+                         "[--from EVENTS.jsonl]\n");
     return 2;
   }
   rocksdb::Options options;
@@ -108,7 +124,11 @@ int main(int argc, char** argv) {
         for (int i = 0; i < batch; ++i) {
           const uint64_t n = first + i;
           event.assign(21, 'h');  // the stored value's header (version, workspace, times, envelope)
-          rapport::bench::AppendEvent(&event, "ceiling", n);
+          if (lines.empty()) {
+            rapport::bench::AppendEvent(&event, "ceiling", n);
+          } else {
+            event += lines[n % lines.size()];
+          }
           event += R"(,"receivedAt":"2026-11-23T12:00:02.123Z","originalTimestamp":"2026-11-23T12:00:02.000Z")";
           char key[8];
           for (int b = 0; b < 8; ++b) key[b] = static_cast<char>(n >> (56 - 8 * b));

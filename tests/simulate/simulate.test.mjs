@@ -16,6 +16,14 @@ function sim(args) {
   return spawnSync(SIM, args, { encoding: 'utf8', timeout: 300000 });
 }
 
+// A PNG file of `width` × `height` (its signature and IHDR chunk).
+function assertPng(path, width, height) {
+  const png = readFileSync(path);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${path} is not a PNG`);
+  assert.equal(png.subarray(12, 16).toString('latin1'), 'IHDR');
+  assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [width, height]);
+}
+
 async function clock(server, key, body) {
   const res = await fetch(`${server.url}/api/v1/admin/clock`, {
     method: body ? 'POST' : 'GET',
@@ -130,9 +138,52 @@ test('a seeded world of 200 customers over 14 days: the engine resolves who is w
     assert.equal(figures.identity.not_found, 0);
     const md = readFileSync(join(report, 'report.md'), 'utf8');
     assert.match(md, /\| precision \(merged pairs that are truly one customer\) \| (0\.99|1\.0)/);
+    // The charts report.md shows are PNGs of the stated size.
+    for (const chart of ['events-per-day.png', 'moments-per-day.png', 'identity.png']) {
+      assert.ok(md.includes(`](${chart})`), `report.md does not show ${chart}`);
+      assertPng(join(report, chart), 900, 420);
+    }
     // The engine's clock ended at the end of the world.
     const r = await clock(server, server.secretKey);
     assert.equal(r.body.now, '2026-01-19T00:00:00.000Z');
+  } finally {
+    await server.stop();
+    rmSync(report, { recursive: true, force: true });
+  }
+});
+
+test('load mode sends the whole world over concurrent connections, in any order, and loses nothing', async () => {
+  const server = await startServer();
+  const report = tempDir('rapport-sim-load-');
+  try {
+    const args = ['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
+                  '--customers', '300', '--days', '5', '--seed', '9', '--load', '--connections', '6', '--batch', '50'];
+    assert.match(sim([...args, '--dry-run']).stderr, /--load needs an engine/);
+    const run = sim([...args, '--report', report]);
+    assert.equal(run.status, 0, run.stderr);
+    const line = run.stdout.split('\n').find((l) => l.startsWith('load: '));
+    assert.ok(line, run.stdout);
+    const field = (name) => Number(line.match(new RegExp(`${name}=([0-9.]+)`))[1]);
+    const figures = JSON.parse(readFileSync(join(report, 'figures.json'), 'utf8'));
+    // Every event of the world was stored: the engine's own count says so, not only its answers.
+    assert.equal(field('events'), figures.events_sent);
+    assert.equal(figures.load.events, figures.events_sent);
+    assert.equal(figures.events_rejected, 0);
+    assert.ok(figures.events_sent > 2000);
+    assert.ok(field('events_per_s') > 0 && field('p50_ms') > 0 && field('p99_ms') >= field('p50_ms'));
+    // Six connections deliver a customer's events out of order; identity resolution does not mind.
+    assert.ok(figures.identity.precision >= 0.99, `precision ${figures.identity.precision}`);
+    assert.ok(figures.identity.recall_linkable >= 0.99, `recall of linkable pairs ${figures.identity.recall_linkable}`);
+    assertPng(join(report, 'load-latency.png'), 900, 420);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const stored = Number(metrics.match(/^rapport_events_total\{outcome="stored"\} ([0-9]+)/m)[1]);
+    assert.equal(stored, figures.events_sent);
+    // An open-loop rate holds: 1,500 events/s for 2 s sends about 3,000 events.
+    const paced = sim([...args.map((a) => (a === '9' ? '10' : a)), '--rate', '1500', '--seconds', '2']);
+    assert.equal(paced.status, 0, paced.stderr);
+    const pacedLine = paced.stdout.split('\n').find((l) => l.startsWith('load: '));
+    const sent = Number(pacedLine.match(/ events=([0-9]+)/)[1]);
+    assert.ok(sent >= 2500 && sent <= 3100, pacedLine);
   } finally {
     await server.stop();
     rmSync(report, { recursive: true, force: true });

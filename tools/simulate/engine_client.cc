@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -98,6 +99,20 @@ std::string BasicAuth(const std::string& write_key) {
   std::string out(beast::detail::base64::encoded_size(plain.size()), '\0');
   out.resize(beast::detail::base64::encode(out.data(), plain.data(), plain.size()));
   return "Basic " + out;
+}
+
+absl::StatusOr<uint64_t> RejectedInBatch(const Reply& reply) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(reply.body, ec);
+  if (ec || !v.is_object() || !v.as_object().contains("results") || !v.at("results").is_array()) {
+    return absl::InvalidArgumentError(
+        fmt::format("the engine refused a batch: HTTP {}: {}", reply.status, reply.body.substr(0, 300)));
+  }
+  uint64_t n = 0;
+  for (const boost::json::value& item : v.at("results").as_array()) {
+    if (item.is_object() && item.as_object().contains("status") && item.at("status") == "rejected") ++n;
+  }
+  return n;
 }
 
 std::string BearerAuth(const std::string& secret_key) { return "Bearer " + secret_key; }

@@ -5,6 +5,7 @@
 #ifndef RAPPORT_TOOLS_SIMULATE_ENGINE_CLIENT_H_
 #define RAPPORT_TOOLS_SIMULATE_ENGINE_CLIENT_H_
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,10 @@ class EngineClient {
   virtual absl::StatusOr<Reply> Send(const std::string& method, const std::string& target,
                                      const std::string& body, const std::string& authorization) = 0;
 };
+
+// How many messages a /v1/batch answered with 400 refused (its per-message "results");
+// InvalidArgument when the answer has none (the whole batch was refused).
+absl::StatusOr<uint64_t> RejectedInBatch(const Reply& reply);
 
 // "Basic base64(key:)" for a write key; "Bearer key" for a secret key.
 std::string BasicAuth(const std::string& write_key);

@@ -14,6 +14,7 @@
 #include "rapport/base/clock.h"
 #include "rapport/base/status.h"
 #include "tools/simulate/engine_client.h"
+#include "tools/simulate/load.h"
 #include "tools/simulate/report.h"
 #include "tools/simulate/world.h"
 
@@ -33,6 +34,10 @@ struct Flags {
   std::string report, emit;
   bool dry_run = false;
   size_t batch = 100;
+  // Load mode.
+  bool load = false;
+  double rate = 0, seconds = 0;
+  int connections = 16;
 };
 
 int Fail(const absl::Status& status) {
@@ -96,14 +101,8 @@ absl::StatusOr<uint64_t> SendEvents(EngineClient& engine, const std::string& aut
     if (r.status == 200) continue;
     if (r.status != 400) return absl::UnavailableError("the engine did not take a batch: " + ErrorOf(r));
     // Some messages were refused: count them, and say why once per batch.
-    boost::system::error_code ec;
-    json::value v = json::parse(r.body, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("results") || !v.at("results").is_array()) {
-      return absl::InvalidArgumentError("the engine refused a batch: " + ErrorOf(r));
-    }
-    for (const json::value& item : v.at("results").as_array()) {
-      if (item.is_object() && item.as_object().contains("status") && item.at("status") == "rejected") ++rejected;
-    }
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t refused, RejectedInBatch(r));
+    rejected += refused;
     std::fprintf(stderr, "rapport-sim: warning: %s\n", ErrorOf(r).c_str());
   }
   return rejected;
@@ -121,122 +120,203 @@ std::string UrlEncode(const std::string& s) {
   return out;
 }
 
-int Run(const Flags& f) {
+// The engine, and where the world starts in time.
+struct Setup {
+  std::unique_ptr<EngineClient> engine;  // null with --dry-run
+  bool simulated = true;                 // the engine's clock is ours to move (or there is none)
+  base::Micros start = 0;
+};
+
+absl::StatusOr<Setup> Prepare(const Flags& f) {
+  Setup setup;
   std::optional<base::Micros> start;
   if (!f.start.empty()) {
     auto parsed = base::ParseIso8601(f.start);
     if (!parsed.ok()) {
-      return Fail(absl::InvalidArgumentError(fmt::format("--start must be an ISO-8601 time, not '{}'", f.start)));
+      return absl::InvalidArgumentError(fmt::format("--start must be an ISO-8601 time, not '{}'", f.start));
     }
     start = *parsed;
   }
-  if (f.customers == 0 || f.days == 0) return Fail(absl::InvalidArgumentError("--customers and --days must be at least 1"));
-  if (f.batch == 0 || f.batch > 500) return Fail(absl::InvalidArgumentError("--batch must be 1-500 events"));
-  if (!f.dry_run && (f.target.empty() || f.write_key.empty() || f.secret_key.empty())) {
-    return Fail(absl::InvalidArgumentError("give --target, --write-key and --secret-key (or --dry-run)"));
+  if (f.customers == 0 || f.days == 0) return absl::InvalidArgumentError("--customers and --days must be at least 1");
+  if (f.batch == 0 || f.batch > 500) return absl::InvalidArgumentError("--batch must be 1-500 events");
+  if (f.load && f.dry_run) return absl::InvalidArgumentError("--load needs an engine: drop --dry-run");
+  if (f.load && (f.connections < 1 || f.connections > 1024)) {
+    return absl::InvalidArgumentError("--connections must be 1-1024");
   }
-  std::unique_ptr<EngineClient> engine;
-  const std::string admin = BearerAuth(f.secret_key), writer = BasicAuth(f.write_key);
-  bool simulated = true;  // the engine's clock is ours to move (or there is no engine)
+  if (f.rate < 0 || f.seconds < 0) return absl::InvalidArgumentError("--rate and --seconds must be 0 or more");
+  if (!f.dry_run && (f.target.empty() || f.write_key.empty() || f.secret_key.empty())) {
+    return absl::InvalidArgumentError("give --target, --write-key and --secret-key (or --dry-run)");
+  }
   const base::Micros span = static_cast<base::Micros>(f.days) * base::kMicrosPerDay;
   if (!f.dry_run) {
-    auto created = EngineClient::Create(f.target);
-    if (!created.ok()) return Fail(created.status());
-    engine = *std::move(created);
-    auto now = EngineClock(*engine, admin);
-    if (!now.ok()) return Fail(now.status());
-    if (*now) {
+    RAPPORT_ASSIGN_OR_RETURN(setup.engine, EngineClient::Create(f.target));
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<base::Micros> engine_now, EngineClock(*setup.engine, BearerAuth(f.secret_key)));
+    setup.simulated = engine_now.has_value() && !f.load;
+    if (setup.simulated) {
       if (!start) start = base::ParseIso8601(kDefaultStart).value();
-      if (**now > *start) {
-        return Fail(absl::FailedPreconditionError(fmt::format(
+      if (*engine_now > *start) {
+        return absl::FailedPreconditionError(fmt::format(
             "the engine's clock is at {}, after the world's start {}; give a later --start or a fresh engine",
-            base::FormatIso8601(**now), base::FormatIso8601(*start))));
+            base::FormatIso8601(*engine_now), base::FormatIso8601(*start)));
       }
     } else {
-      // The real clock: the world is the recent past, sent as history (events keep their
-      // timestamps), ending before now.
-      simulated = false;
-      const base::Micros real = base::RealClock::Get()->Now();
-      if (!start) start = real / base::kMicrosPerDay * base::kMicrosPerDay - span;
-      if (*start + span > real) {
-        return Fail(absl::FailedPreconditionError(fmt::format(
-            "the engine runs on the real clock, so the world must be over by now, but it would end at {}; "
-            "give an earlier --start, or start the engine with `rapport serve --clock=simulated`",
-            base::FormatIso8601(*start + span))));
+      // The real clock, or load mode: the world is the recent past, sent as history (events
+      // keep their timestamps), ending before the engine's now.
+      const base::Micros now = engine_now ? *engine_now : base::RealClock::Get()->Now();
+      if (!start) start = now / base::kMicrosPerDay * base::kMicrosPerDay - span;
+      if (*start + span > now) {
+        return absl::FailedPreconditionError(fmt::format(
+            "the engine's time is {}: the world must be over by now, but it would end at {}; give an earlier --start{}",
+            base::FormatIso8601(now), base::FormatIso8601(*start + span),
+            f.load ? "" : ", or start the engine with `rapport serve --clock=simulated`"));
       }
     }
   }
-  if (!start) start = base::ParseIso8601(kDefaultStart).value();
-  World world({.customers = f.customers, .days = f.days, .seed = f.seed, .start = *start});
+  setup.start = start ? *start : base::ParseIso8601(kDefaultStart).value();
+  return setup;
+}
+
+// The engine's profile of each identifier the world sent, scored against the truth.
+absl::StatusOr<IdentityScore> Score(const World& world, EngineClient& engine, const std::string& admin) {
+  absl::Status lookup_error;
+  IdentityScore identity = ScoreIdentity(
+      world.sent_identifiers(), world.evidence(),
+      [&](const std::string& type, const std::string& value) -> std::optional<std::string> {
+        if (!lookup_error.ok()) return std::nullopt;
+        auto r = SendPatiently(engine, "GET", fmt::format("/api/v1/profiles/lookup?{}={}", type, UrlEncode(value)), "", admin);
+        if (!r.ok()) {
+          lookup_error = r.status();
+          return std::nullopt;
+        }
+        if (r->status == 404) return std::nullopt;
+        boost::system::error_code ec;
+        json::value v = json::parse(r->body, ec);
+        if (r->status != 200 || ec || !v.is_object() || !v.as_object().contains("id")) {
+          lookup_error = absl::InternalError(fmt::format("looking up {} {}: {}", type, value, ErrorOf(*r)));
+          return std::nullopt;
+        }
+        return json::serialize(v.at("id"));
+      });
+  if (!lookup_error.ok()) return lookup_error;
+  return identity;
+}
+
+// Hour by hour: the engine's clock (when simulated) moves to the end of each hour, then the
+// hour's events are sent.
+absl::Status SendHours(const Flags& f, Setup& setup, World& world, RunFacts& run) {
   std::ofstream emit;
   if (!f.emit.empty()) {
     emit.open(f.emit, std::ios::binary | std::ios::trunc);
-    if (!emit) return Fail(absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit)));
+    if (!emit) return absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit));
   }
-  RunFacts run{f.dry_run ? "no engine (--dry-run)"
-                         : f.target + (simulated ? " (simulated clock)" : " (real clock: the world sent as history)"),
-               0, 0, 0};
+  const std::string admin = BearerAuth(f.secret_key), writer = BasicAuth(f.write_key);
   const auto began = std::chrono::steady_clock::now();
   for (uint32_t hour = 0; hour < world.hours(); ++hour) {
     std::vector<Event> events = world.Hour(hour);
     for (const Event& e : events) emit << e.json << '\n';
-    if (engine) {
+    if (setup.engine) {
       // The hour has passed when its events arrive: their timestamps are in the engine's past.
-      if (simulated) {
-        if (auto st = SetEngineClock(*engine, admin, world.HourStart(hour + 1)); !st.ok()) return Fail(st);
-      }
-      auto rejected = SendEvents(*engine, writer, events, f.batch);
-      if (!rejected.ok()) return Fail(rejected.status());
-      run.events_rejected += *rejected;
+      if (setup.simulated) RAPPORT_RETURN_IF_ERROR(SetEngineClock(*setup.engine, admin, world.HourStart(hour + 1)));
+      RAPPORT_ASSIGN_OR_RETURN(uint64_t rejected, SendEvents(*setup.engine, writer, events, f.batch));
+      run.events_rejected += rejected;
     }
     run.events_sent += events.size();
     if (hour % 24 == 23) {
       std::fprintf(stderr, "day %u/%u: %llu events\n", hour / 24 + 1, f.days,
                    static_cast<unsigned long long>(run.events_sent));
     }
-    if (f.speed > 0 && simulated) {  // pace: `speed` simulated seconds per real second
+    if (f.speed > 0 && setup.simulated) {  // pace: `speed` simulated seconds per real second
       const auto due = began + std::chrono::duration<double>((hour + 1) * 3600.0 / f.speed);
       std::this_thread::sleep_until(due);
     }
   }
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  if (emit.is_open() && !emit.flush()) return Fail(absl::DataLossError("writing the --emit file failed"));
+  if (emit.is_open() && !emit.flush()) return absl::DataLossError("writing the --emit file failed");
+  return absl::OkStatus();
+}
 
-  IdentityScore identity;
-  if (engine) {
-    absl::Status lookup_error;
-    identity = ScoreIdentity(world.sent_identifiers(), world.evidence(), [&](const std::string& type, const std::string& value)
-                                                           -> std::optional<std::string> {
-      if (!lookup_error.ok()) return std::nullopt;
-      auto r = SendPatiently(*engine, "GET", fmt::format("/api/v1/profiles/lookup?{}={}", type, UrlEncode(value)), "", admin);
-      if (!r.ok()) {
-        lookup_error = r.status();
-        return std::nullopt;
-      }
-      if (r->status == 404) return std::nullopt;
-      boost::system::error_code ec;
-      json::value v = json::parse(r->body, ec);
-      if (r->status != 200 || ec || !v.is_object() || !v.as_object().contains("id")) {
-        lookup_error = absl::InternalError(fmt::format("looking up {} {}: {}", type, value, ErrorOf(*r)));
-        return std::nullopt;
-      }
-      return json::serialize(v.at("id"));
-    });
-    if (!lookup_error.ok()) return Fail(lookup_error);
-  }
-  std::printf("%llu events in %.1f s; identity resolution precision %.4f recall %.4f (of linkable pairs %.4f)\n",
-              static_cast<unsigned long long>(run.events_sent), run.seconds, identity.precision, identity.recall,
-              identity.recall_linkable);
-  if (!f.report.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(f.report, ec);
-    std::ofstream md(f.report + "/report.md", std::ios::binary | std::ios::trunc);
-    std::ofstream figures(f.report + "/figures.json", std::ios::binary | std::ios::trunc);
-    md << ReportMarkdown(world, run, identity);
-    figures << FiguresJson(world, run, identity);
-    if (!md.flush() || !figures.flush()) {
-      return Fail(absl::DataLossError(fmt::format("cannot write the report in {}", f.report)));
+// Load mode: the whole stream prepared first (so making it costs nothing while it is
+// measured), then sent at --rate over --connections.
+absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& run) {
+  const auto preparing = std::chrono::steady_clock::now();
+  std::vector<Batch> batches;
+  Batch current;
+  auto close = [&] {
+    if (current.events == 0) return;
+    current.body += "]}";
+    batches.push_back(std::move(current));
+    current = Batch{};
+  };
+  for (uint32_t hour = 0; hour < world.hours(); ++hour) {
+    for (const Event& e : world.Hour(hour)) {
+      current.body += current.events == 0 ? "{\"batch\":[" : ",";
+      current.body += e.json;
+      if (++current.events == f.batch) close();
     }
+  }
+  close();
+  uint64_t total = 0;
+  for (const Batch& b : batches) total += b.events;
+  std::fprintf(stderr, "prepared %llu events in %zu batches (%.1f s); sending over %d connections at %s\n",
+               static_cast<unsigned long long>(total), batches.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - preparing).count(), f.connections,
+               f.rate > 0 ? fmt::format("{:.0f} events/s", f.rate).c_str() : "the engine's pace (closed loop)");
+  setup.engine.reset();  // load mode opens its own connections
+  RAPPORT_ASSIGN_OR_RETURN(LoadResult load, SendLoad({.target = f.target,
+                                                      .authorization = BasicAuth(f.write_key),
+                                                      .rate = f.rate,
+                                                      .seconds = f.seconds,
+                                                      .connections = f.connections},
+                                                     batches));
+  run.events_sent = load.events + load.rejected;
+  run.events_rejected = load.rejected;
+  run.seconds = load.seconds;
+  run.load = load;
+  run.load_rate = f.rate;
+  run.load_connections = f.connections;
+  // One line for scripts (bench/world reads it).
+  std::printf("load: events_per_s=%.0f events=%llu rejected=%llu requests=%llu retries=%llu p50_ms=%.2f "
+              "p99_ms=%.2f p999_ms=%.2f\n",
+              load.events_per_second(), static_cast<unsigned long long>(load.events),
+              static_cast<unsigned long long>(load.rejected), static_cast<unsigned long long>(load.requests),
+              static_cast<unsigned long long>(load.retries), load.p50_ms, load.p99_ms, load.p999_ms);
+  if (load.events + load.rejected < total) {
+    std::fprintf(stderr, "rapport-sim: --seconds ended the load after %llu of %llu events\n",
+                 static_cast<unsigned long long>(load.events + load.rejected), static_cast<unsigned long long>(total));
+  }
+  return absl::OkStatus();
+}
+
+int Run(const Flags& f) {
+  auto setup = Prepare(f);
+  if (!setup.ok()) return Fail(setup.status());
+  World world({.customers = f.customers, .days = f.days, .seed = f.seed, .start = setup->start});
+  RunFacts run;
+  run.target = f.dry_run ? "no engine (--dry-run)"
+               : f.target + (setup->simulated ? " (simulated clock)" : " (the world sent as history)");
+  const absl::Status sent = f.load ? SendLoadMode(f, *setup, world, run) : SendHours(f, *setup, world, run);
+  if (!sent.ok()) return Fail(sent);
+  if (f.dry_run) {
+    std::printf("%llu events generated in %.1f s\n", static_cast<unsigned long long>(run.events_sent), run.seconds);
+  }
+  // Load mode scores identity only for a report (looking every identifier up takes a while).
+  std::optional<IdentityScore> identity;
+  if (!f.dry_run && (!f.load || !f.report.empty())) {
+    if (!setup->engine) {
+      auto engine = EngineClient::Create(f.target);
+      if (!engine.ok()) return Fail(engine.status());
+      setup->engine = *std::move(engine);
+    }
+    auto scored = Score(world, *setup->engine, BearerAuth(f.secret_key));
+    if (!scored.ok()) return Fail(scored.status());
+    identity = *scored;
+    std::printf("%llu events in %.1f s; identity resolution precision %.4f recall %.4f (of linkable pairs %.4f)\n",
+                static_cast<unsigned long long>(run.events_sent), run.seconds, identity->precision, identity->recall,
+                identity->recall_linkable);
+  }
+  if (!f.report.empty()) {
+    auto written = WriteReport(f.report, world, run, identity);
+    if (!written.ok()) return Fail(written.status());
     std::printf("report: %s/report.md\n", f.report.c_str());
   }
   return 0;
@@ -264,6 +344,14 @@ int main(int argc, char** argv) {
   app.add_option("--report", f.report, "Write report.md and figures.json into this directory");
   app.add_option("--emit", f.emit, "Write every event sent as a JSON line into this file");
   app.add_flag("--dry-run", f.dry_run, "Generate the events (for --emit) without an engine");
+  app.add_flag("--load", f.load,
+               "Load mode: prepare the world's whole stream as history, then send it at --rate over "
+               "--connections and print throughput and latency");
+  app.add_option("--rate", f.rate, "Load mode: events/s over all connections (0: as fast as answered)")
+      ->capture_default_str();
+  app.add_option("--seconds", f.seconds, "Load mode: stop after this long (0: when the stream is sent)")
+      ->capture_default_str();
+  app.add_option("--connections", f.connections, "Load mode: keep-alive connections")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return rapport::simulate::Run(f);
 }

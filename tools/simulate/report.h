@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "tools/simulate/load.h"
 #include "tools/simulate/world.h"
 
 namespace rapport::simulate {
@@ -42,11 +44,22 @@ struct RunFacts {
   uint64_t events_sent = 0;
   uint64_t events_rejected = 0;  // answered but not stored (reasons in the log)
   double seconds = 0;
+  // Load mode (--load): what was asked and what the engine sustained.
+  std::optional<LoadResult> load;
+  double load_rate = 0;  // events/s asked; 0: closed loop
+  int load_connections = 0;
 };
 
-// The report: `dir`/report.md for people and `dir`/figures.json for tests and tools.
-std::string ReportMarkdown(const World& world, const RunFacts& run, const IdentityScore& identity);
-std::string FiguresJson(const World& world, const RunFacts& run, const IdentityScore& identity);
+// The report: `dir`/report.md for people and `dir`/figures.json for tests and tools. Without
+// an engine (--dry-run) there is no identity score.
+std::string ReportMarkdown(const World& world, const RunFacts& run, const std::optional<IdentityScore>& identity);
+std::string FiguresJson(const World& world, const RunFacts& run, const std::optional<IdentityScore>& identity);
+
+// Creates `dir` if needed and writes report.md, figures.json and the charts report.md shows
+// (events-per-day.png, moments-per-day.png, identity.png with a score, load-latency.png in load
+// mode). Returns the files written.
+absl::StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, const World& world, const RunFacts& run,
+                                                     const std::optional<IdentityScore>& identity);
 
 }  // namespace rapport::simulate
 

@@ -101,6 +101,7 @@ bool InQuietHours(const Customer& c, int local) {
 World::World(WorldOptions options) : options_(options), random_(options.seed) {
   if (options_.start == 0) options_.start = base::ParseIso8601("2026-01-05T00:00:00Z").value();
   customers_.resize(options_.customers);
+  counts_.by_day.resize(options_.days);
   sent_.resize(options_.customers);
   sent_seen_.resize(options_.customers);
   parent_.resize(options_.customers);
@@ -156,6 +157,11 @@ World::World(WorldOptions options) : options_(options), random_(options.seed) {
       c.boiler_fails_on_day = 5 + static_cast<uint32_t>(random_.Below(options_.days * 3 + 1));
     }
   }
+}
+
+DayCounts& World::DayOf(base::Micros at) {
+  const base::Micros day = (at - options_.start) / base::kMicrosPerDay;
+  return counts_.by_day[static_cast<size_t>(std::clamp<base::Micros>(day, 0, options_.days - 1))];
 }
 
 std::string World::NextMessageId() {
@@ -230,6 +236,7 @@ void World::Emit(std::vector<Event>& out, base::Micros at, const Customer& c, co
                  const json::object& event, std::optional<Message> message) {
   ++counts_.events;
   ++counts_.by_kind[kind];
+  ++DayOf(at).by_kind[kind];
   out.push_back(Event{at, c.index, json::serialize(event), std::move(message)});
 }
 
@@ -246,6 +253,7 @@ void World::Track(std::vector<Event>& out, const Customer& c, base::Micros at, c
 
 void World::SendMessage(std::vector<Event>& out, const Customer& c, base::Micros at, Message m) {
   ++(m.sentiment > 0 ? counts_.messages_positive : counts_.messages_negative);
+  ++(m.sentiment > 0 ? DayOf(at).messages_positive : DayOf(at).messages_negative);
   json::object properties{{"text", m.text}, {"channel", kChannelNames[static_cast<int>(c.preferred)]},
                           {"language", m.language}};
   Track(out, c, at, "Message Sent", std::move(properties), nullptr, std::move(m));
@@ -313,6 +321,7 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
          "Payment Failed");
     ++c.unresolved_negatives;
     c.churn_hazard += 0.004;
+    ++DayOf(at).payment_failures;
   }
   emit(json::object{{"type", "track"}, {"messageId", NextMessageId()}, {"event", "Order Completed"},
                     {"properties", json::object{{"order_id", order}, {"category", cat},
@@ -329,6 +338,7 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
   if (random_.Chance(std::min(0.5, c.churn_hazard + 0.01 * c.unresolved_negatives))) {
     c.churned_on_day = day;
     ++counts_.churned;
+    ++counts_.by_day[day].churned;
     return;
   }
   // A support ticket about an earlier bad moment gets resolved, sometimes with thanks.
@@ -359,6 +369,7 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
     if (fails) {
       c.boiler_failed = true;
       ++counts_.boiler_failures;
+      ++counts_.by_day[day].boiler_failures;
       ++c.unresolved_negatives;
       c.churn_hazard += 0.01;
     }
@@ -417,6 +428,7 @@ std::vector<Event> World::Hour(uint32_t hour) {
     Customer& c = customers_[p.customer];
     Track(out, c, p.at, "Order Delivered", json::object{{"order_id", p.order_id}, {"late", p.late}});
     if (p.late) {
+      ++DayOf(p.at).late_deliveries;
       ++c.unresolved_negatives;
       c.churn_hazard += 0.004;
       if (!c.churned_on_day && random_.Chance(0.6)) {

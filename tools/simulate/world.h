@@ -102,12 +102,21 @@ struct Event {
   std::optional<Message> message;
 };
 
+struct DayCounts {
+  std::map<std::string, uint64_t> by_kind;  // "page", "identify", "Order Completed", …
+  uint64_t messages_positive = 0, messages_negative = 0;
+  uint64_t late_deliveries = 0, payment_failures = 0;
+  uint64_t churned = 0;
+  uint64_t boiler_failures = 0;
+};
+
 struct WorldCounts {
   std::map<std::string, uint64_t> by_kind;  // "page", "identify", "Order Completed", …
   uint64_t events = 0;
   uint64_t messages_positive = 0, messages_negative = 0;
   uint64_t churned = 0;
   uint64_t boiler_failures = 0;
+  std::vector<DayCounts> by_day;  // one per day of the world
 };
 
 class World {
@@ -177,6 +186,7 @@ class World {
   // Records that two of the customer's identifiers were sent in one event.
   void Link(const Customer& c, uint32_t a, uint32_t b);
   uint32_t Root(uint32_t customer, uint32_t i) const;
+  DayCounts& DayOf(base::Micros at);
   std::string NextMessageId();
   Message Compose(const Customer& c, int sentiment, size_t category);
 
