@@ -152,6 +152,39 @@ test('a seeded world of 200 customers over 14 days: the engine resolves who is w
   }
 });
 
+test('--live: after the history the world goes on at the real clock, never ahead of it', async () => {
+  const server = await startServer();
+  const dir = tempDir('rapport-sim-live-');
+  try {
+    const args = ['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
+                  '--customers', '300', '--days', '1', '--seed', '21'];
+    assert.match(sim([...args, '--live', '--dry-run']).stderr, /--live needs an engine/);
+    const emitted = join(dir, 'events.jsonl');
+    const day = 86400000;
+    const began = Date.now();
+    const run = sim([...args, '--live', '--seconds', '3', '--emit', emitted, '--report', dir]);
+    const ended = Date.now();
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, /going on live/);
+    assert.match(run.stderr, /--seconds ended the live world/);
+    const lines = readFileSync(emitted, 'utf8').split('\n').filter((l) => l);
+    const times = lines.map((l) => Date.parse(JSON.parse(l).timestamp));
+    // Nothing was sent ahead of its time.
+    assert.ok(Math.max(...times) <= ended, new Date(Math.max(...times)).toISOString());
+    // Today's hours already past went in at once (when there are any).
+    const midnight = Math.floor(began / day) * day;
+    if (began - midnight > 2 * 3600000) assert.ok(times.some((t) => t >= midnight), 'no event of today');
+    // The report was written again at the end, and the engine stored every event sent.
+    const figures = JSON.parse(readFileSync(join(dir, 'figures.json'), 'utf8'));
+    assert.equal(figures.events_sent, lines.length);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(Number(metrics.match(/^rapport_events_total\{outcome="stored"\} ([0-9]+)/m)[1]), lines.length);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('load mode sends the whole world over concurrent connections, in any order, and loses nothing', async () => {
   const server = await startServer();
   const report = tempDir('rapport-sim-load-');

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <span>
 #include <thread>
 
 #include <boost/json.hpp>
@@ -34,6 +36,9 @@ struct Flags {
   std::string report, emit;
   bool dry_run = false;
   size_t batch = 100;
+  // After the history, going on in real time.
+  bool live = false;
+  uint32_t live_days = 365;
   // Load mode.
   bool load = false;
   double rate = 0, seconds = 0;
@@ -87,7 +92,7 @@ absl::Status SetEngineClock(EngineClient& engine, const std::string& auth, base:
 }
 
 // Posts `events` as /v1/batch requests; returns how many the engine refused to store.
-absl::StatusOr<uint64_t> SendEvents(EngineClient& engine, const std::string& auth, const std::vector<Event>& events,
+absl::StatusOr<uint64_t> SendEvents(EngineClient& engine, const std::string& auth, std::span<const Event> events,
                                     size_t batch) {
   uint64_t rejected = 0;
   for (size_t i = 0; i < events.size(); i += batch) {
@@ -144,6 +149,8 @@ absl::StatusOr<Setup> Prepare(const Flags& f) {
     return absl::InvalidArgumentError("--connections must be 1-1024");
   }
   if (f.rate < 0 || f.seconds < 0) return absl::InvalidArgumentError("--rate and --seconds must be 0 or more");
+  if (f.live && (f.dry_run || f.load)) return absl::InvalidArgumentError("--live needs an engine and no --load");
+  if (f.live && f.live_days == 0) return absl::InvalidArgumentError("--live-days must be at least 1");
   if (!f.dry_run && (f.target.empty() || f.write_key.empty() || f.secret_key.empty())) {
     return absl::InvalidArgumentError("give --target, --write-key and --secret-key (or --dry-run)");
   }
@@ -152,6 +159,10 @@ absl::StatusOr<Setup> Prepare(const Flags& f) {
     RAPPORT_ASSIGN_OR_RETURN(setup.engine, EngineClient::Create(f.target));
     RAPPORT_ASSIGN_OR_RETURN(std::optional<base::Micros> engine_now, EngineClock(*setup.engine, BearerAuth(f.secret_key)));
     setup.simulated = engine_now.has_value() && !f.load;
+    if (f.live && setup.simulated) {
+      return absl::FailedPreconditionError(
+          "--live goes on at the real clock, but the engine runs on a simulated one: pace it with --speed instead");
+    }
     if (setup.simulated) {
       if (!start) start = base::ParseIso8601(kDefaultStart).value();
       if (*engine_now > *start) {
@@ -183,7 +194,12 @@ absl::StatusOr<IdentityScore> Score(const World& world, EngineClient& engine, co
       world.sent_identifiers(), world.evidence(),
       [&](const std::string& type, const std::string& value) -> std::optional<std::string> {
         if (!lookup_error.ok()) return std::nullopt;
-        auto r = SendPatiently(engine, "GET", fmt::format("/api/v1/profiles/lookup?{}={}", type, UrlEncode(value)), "", admin);
+        // Identifier types of rapport's own have a parameter each; custom types (externalIds)
+        // are asked for as type=…&value=….
+        static const std::set<std::string> kOwn = {"user_id", "anonymous_id", "email", "phone", "device_id"};
+        const std::string query = kOwn.contains(type) ? fmt::format("{}={}", type, UrlEncode(value))
+                                                      : fmt::format("type={}&value={}", UrlEncode(type), UrlEncode(value));
+        auto r = SendPatiently(engine, "GET", "/api/v1/profiles/lookup?" + query, "", admin);
         if (!r.ok()) {
           lookup_error = r.status();
           return std::nullopt;
@@ -201,38 +217,71 @@ absl::StatusOr<IdentityScore> Score(const World& world, EngineClient& engine, co
   return identity;
 }
 
-// Hour by hour: the engine's clock (when simulated) moves to the end of each hour, then the
-// hour's events are sent.
-absl::Status SendHours(const Flags& f, Setup& setup, World& world, RunFacts& run) {
-  std::ofstream emit;
-  if (!f.emit.empty()) {
-    emit.open(f.emit, std::ios::binary | std::ios::trunc);
-    if (!emit) return absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit));
+// What a live hour sent: events sent (a prefix of the hour's), and how many were refused.
+struct LiveSent {
+  size_t sent = 0;
+  uint64_t rejected = 0;
+};
+
+// Sends events as their time comes on the real clock: waits for each event's timestamp, then
+// sends it with whatever else is due by then (up to a batch). Stops before an event due after
+// `deadline` (a real time; 0: none).
+absl::StatusOr<LiveSent> SendLive(EngineClient& engine, const std::string& auth, const std::vector<Event>& events,
+                                  size_t batch, base::Micros deadline) {
+  LiveSent out;
+  while (out.sent < events.size()) {
+    const base::Micros due = events[out.sent].timestamp;
+    if (deadline && due > deadline) break;
+    const base::Micros wait = due - base::RealClock::Get()->Now();
+    if (wait > 0) std::this_thread::sleep_for(std::chrono::microseconds(wait));
+    const base::Micros now = base::RealClock::Get()->Now();
+    size_t end = out.sent + 1;
+    while (end < events.size() && end - out.sent < batch && events[end].timestamp <= now) ++end;
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t n, SendEvents(engine, auth, std::span(events).subspan(out.sent, end - out.sent), batch));
+    out.rejected += n;
+    out.sent = end;
   }
+  return out;
+}
+
+// Hours [from, to) of the world. With a simulated clock the engine's clock moves to the end of
+// each hour, then the hour's events are sent. On the real clock, hours already past are sent as
+// history, and (--live) later ones as their events' time comes, until `deadline` (a real time;
+// 0: none). Returns false when the deadline stopped it.
+absl::StatusOr<bool> SendHours(const Flags& f, Setup& setup, World& world, uint32_t from, uint32_t to, RunFacts& run,
+                               std::ofstream& emit, base::Micros deadline = 0) {
   const std::string admin = BearerAuth(f.secret_key), writer = BasicAuth(f.write_key);
   const auto began = std::chrono::steady_clock::now();
-  for (uint32_t hour = 0; hour < world.hours(); ++hour) {
+  bool finished = true;
+  for (uint32_t hour = from; hour < to && finished; ++hour) {
     std::vector<Event> events = world.Hour(hour);
-    for (const Event& e : events) emit << e.json << '\n';
+    size_t sent = events.size();
     if (setup.engine) {
       // The hour has passed when its events arrive: their timestamps are in the engine's past.
       if (setup.simulated) RAPPORT_RETURN_IF_ERROR(SetEngineClock(*setup.engine, admin, world.HourStart(hour + 1)));
-      RAPPORT_ASSIGN_OR_RETURN(uint64_t rejected, SendEvents(*setup.engine, writer, events, f.batch));
-      run.events_rejected += rejected;
+      if (setup.simulated || world.HourStart(hour + 1) <= base::RealClock::Get()->Now()) {
+        RAPPORT_ASSIGN_OR_RETURN(uint64_t rejected, SendEvents(*setup.engine, writer, events, f.batch));
+        run.events_rejected += rejected;
+      } else {
+        RAPPORT_ASSIGN_OR_RETURN(LiveSent live, SendLive(*setup.engine, writer, events, f.batch, deadline));
+        run.events_rejected += live.rejected;
+        sent = live.sent;
+        finished = sent == events.size();
+      }
     }
-    run.events_sent += events.size();
+    for (size_t i = 0; i < sent; ++i) emit << events[i].json << '\n';
+    run.events_sent += sent;
     if (hour % 24 == 23) {
-      std::fprintf(stderr, "day %u/%u: %llu events\n", hour / 24 + 1, f.days,
-                   static_cast<unsigned long long>(run.events_sent));
+      std::fprintf(stderr, "day %u/%u%s: %llu events\n", hour / 24 + 1, world.options().days,
+                   hour / 24 + 1 > f.days ? " (live)" : "", static_cast<unsigned long long>(run.events_sent));
     }
     if (f.speed > 0 && setup.simulated) {  // pace: `speed` simulated seconds per real second
-      const auto due = began + std::chrono::duration<double>((hour + 1) * 3600.0 / f.speed);
+      const auto due = began + std::chrono::duration<double>((hour + 1 - from) * 3600.0 / f.speed);
       std::this_thread::sleep_until(due);
     }
   }
-  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  if (emit.is_open() && !emit.flush()) return absl::DataLossError("writing the --emit file failed");
-  return absl::OkStatus();
+  run.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  return finished;
 }
 
 // Load mode: the whole stream prepared first (so making it costs nothing while it is
@@ -287,38 +336,61 @@ absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& 
   return absl::OkStatus();
 }
 
-int Run(const Flags& f) {
-  auto setup = Prepare(f);
-  if (!setup.ok()) return Fail(setup.status());
-  World world({.customers = f.customers, .days = f.days, .seed = f.seed, .start = setup->start});
-  RunFacts run;
-  run.target = f.dry_run ? "no engine (--dry-run)"
-               : f.target + (setup->simulated ? " (simulated clock)" : " (the world sent as history)");
-  const absl::Status sent = f.load ? SendLoadMode(f, *setup, world, run) : SendHours(f, *setup, world, run);
-  if (!sent.ok()) return Fail(sent);
-  if (f.dry_run) {
-    std::printf("%llu events generated in %.1f s\n", static_cast<unsigned long long>(run.events_sent), run.seconds);
-  }
-  // Load mode scores identity only for a report (looking every identifier up takes a while).
+// Scores identity resolution against the engine (not in --dry-run; in load mode only for a
+// report: looking every identifier up takes a while) and writes the report if asked.
+absl::Status Conclude(const Flags& f, Setup& setup, const World& world, const RunFacts& run) {
   std::optional<IdentityScore> identity;
   if (!f.dry_run && (!f.load || !f.report.empty())) {
-    if (!setup->engine) {
-      auto engine = EngineClient::Create(f.target);
-      if (!engine.ok()) return Fail(engine.status());
-      setup->engine = *std::move(engine);
+    if (!setup.engine) {
+      RAPPORT_ASSIGN_OR_RETURN(setup.engine, EngineClient::Create(f.target));
     }
-    auto scored = Score(world, *setup->engine, BearerAuth(f.secret_key));
-    if (!scored.ok()) return Fail(scored.status());
-    identity = *scored;
+    RAPPORT_ASSIGN_OR_RETURN(identity, Score(world, *setup.engine, BearerAuth(f.secret_key)));
     std::printf("%llu events in %.1f s; identity resolution precision %.4f recall %.4f (of linkable pairs %.4f)\n",
                 static_cast<unsigned long long>(run.events_sent), run.seconds, identity->precision, identity->recall,
                 identity->recall_linkable);
   }
   if (!f.report.empty()) {
-    auto written = WriteReport(f.report, world, run, identity);
-    if (!written.ok()) return Fail(written.status());
+    RAPPORT_RETURN_IF_ERROR(WriteReport(f.report, world, run, identity).status());
     std::printf("report: %s/report.md\n", f.report.c_str());
   }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+int Run(const Flags& f) {
+  auto setup = Prepare(f);
+  if (!setup.ok()) return Fail(setup.status());
+  World world({.customers = f.customers, .days = f.days + (f.live ? f.live_days : 0), .seed = f.seed,
+               .start = setup->start});
+  RunFacts run;
+  run.target = f.dry_run ? "no engine (--dry-run)"
+               : f.target + (setup->simulated ? " (simulated clock)" : " (the world sent as history)");
+  if (f.load) {
+    if (auto st = SendLoadMode(f, *setup, world, run); !st.ok()) return Fail(st);
+    if (auto st = Conclude(f, *setup, world, run); !st.ok()) return Fail(st);
+    return 0;
+  }
+  std::ofstream emit;
+  if (!f.emit.empty()) {
+    emit.open(f.emit, std::ios::binary | std::ios::trunc);
+    if (!emit) return Fail(absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit)));
+  }
+  if (auto st = SendHours(f, *setup, world, 0, f.days * 24, run, emit); !st.ok()) return Fail(st.status());
+  if (f.dry_run) {
+    std::printf("%llu events generated in %.1f s\n", static_cast<unsigned long long>(run.events_sent), run.seconds);
+  }
+  if (auto st = Conclude(f, *setup, world, run); !st.ok()) return Fail(st);
+  if (f.live) {
+    std::fprintf(stderr, "the history is in; going on live for %u days, at the real clock's pace\n", f.live_days);
+    run.target = f.target + " (history, then live)";
+    const base::Micros deadline =
+        f.seconds > 0 ? base::RealClock::Get()->Now() + static_cast<base::Micros>(f.seconds * base::kMicrosPerSecond) : 0;
+    auto finished = SendHours(f, *setup, world, f.days * 24, world.hours(), run, emit, deadline);
+    if (!finished.ok()) return Fail(finished.status());
+    if (!*finished) std::fprintf(stderr, "--seconds ended the live world\n");
+    if (auto st = Conclude(f, *setup, world, run); !st.ok()) return Fail(st);
+  }
+  if (emit.is_open() && !emit.flush()) return Fail(absl::DataLossError("writing the --emit file failed"));
   return 0;
 }
 
@@ -344,12 +416,17 @@ int main(int argc, char** argv) {
   app.add_option("--report", f.report, "Write report.md and figures.json into this directory");
   app.add_option("--emit", f.emit, "Write every event sent as a JSON line into this file");
   app.add_flag("--dry-run", f.dry_run, "Generate the events (for --emit) without an engine");
+  app.add_flag("--live", f.live,
+               "With a real-clock engine: after the history, go on in real time, each event sent when its "
+               "time comes (stop with Ctrl-C; the report is written when the history is in)");
+  app.add_option("--live-days", f.live_days, "With --live: days to go on for")->capture_default_str();
   app.add_flag("--load", f.load,
                "Load mode: prepare the world's whole stream as history, then send it at --rate over "
                "--connections and print throughput and latency");
   app.add_option("--rate", f.rate, "Load mode: events/s over all connections (0: as fast as answered)")
       ->capture_default_str();
-  app.add_option("--seconds", f.seconds, "Load mode: stop after this long (0: when the stream is sent)")
+  app.add_option("--seconds", f.seconds,
+                 "Load mode: stop after this long (0: when the stream is sent); --live: stop going on after this long")
       ->capture_default_str();
   app.add_option("--connections", f.connections, "Load mode: keep-alive connections")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

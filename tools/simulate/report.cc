@@ -104,7 +104,7 @@ std::string ReportMarkdown(const World& world, const RunFacts& run, const std::o
   if (!identity) return md;
   const IdentityScore& id = *identity;
   md += "## Identity resolution\n\n";
-  md += "Pairs of identifiers one customer sent (user id, email, each device's anonymous id and device id, "
+  md += "Pairs of identifiers one customer sent (user id, email, phone, back office id, each device's anonymous id and device id, "
         "a boiler's device id), against the pairs the engine put on one profile. A shared laptop's "
         "identifiers are left out: they belong to two people.\n\n";
   md += "![Identity resolution](identity.png)\n\n";

@@ -119,7 +119,18 @@ World::World(WorldOptions options) : options_(options), random_(options.seed) {
     std::string local = c.first_name + "." + c.last_name;
     std::erase(local, ' ');
     std::transform(local.begin(), local.end(), local.begin(), [](unsigned char ch) { return std::tolower(ch); });
-    c.email = fmt::format("{}.{}@example.{}", local, i, dutch ? "nl" : "co.uk");
+    // Numbers unique inside a world (7919 is prime to 10^k) and different for another seed, so
+    // two worlds sent to one workspace do not share addresses.
+    const uint64_t unique = i * 7919ull + options_.seed * 104729ull;
+    c.email = fmt::format("{}{}@example.{}", local, unique % 1000000, dutch ? "nl" : "co.uk");
+    if (random_.Chance(0.7)) {
+      const uint64_t n = unique % 100000000;
+      c.phone = c.locale == "en-GB"   ? fmt::format("+44 7{:03} {:06}", n / 1000000 % 1000, n % 1000000)
+                : c.locale == "nl-BE" ? fmt::format("+32 4{:02} {:02} {:02} {:02}", n / 1000000, n / 10000 % 100,
+                                                    n / 100 % 100, n % 100)
+                                      : fmt::format("+31 6 {:04} {:04}", n / 10000, n % 10000);
+    }
+    c.crm_id = fmt::format("crm-{}", Hex(random_.Next(), 10));
     double total = 0;
     for (double& t : c.taste) total += (t = -std::log(1 - random_.Uniform()));  // Dirichlet(1…1)
     for (double& t : c.taste) t /= total;
@@ -262,8 +273,12 @@ void World::SendMessage(std::vector<Event>& out, const Customer& c, base::Micros
 void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Event>& out) {
   const Device& device = devices_[c.devices[random_.Below(c.devices.size())]];
   SessionContext s{&device, c.locale, std::nullopt};
-  auto emit = [&](json::object event, const char* kind) {
+  auto emit = [&](json::object event, const char* kind, bool back_office = false) {
     event["context"] = Context(s);
+    if (back_office) {
+      event["context"].as_object()["externalIds"] =
+          json::array{json::object{{"id", c.crm_id}, {"type", "crm_id"}, {"collection", "users"}, {"encoding", "none"}}};
+    }
     event["timestamp"] = base::FormatIso8601(at);
     if (s.user_id) event["userId"] = *s.user_id;
     event["anonymousId"] = device.anonymous_id;
@@ -276,7 +291,12 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
       Link(c, a, d);
       if (user) Link(c, a, *user);
     }
-    if (user && event.contains("traits")) Link(c, *user, Sent(c, "email", c.email));
+    if (user && event.contains("traits")) {
+      Link(c, *user, Sent(c, "email", c.email));
+      if (c.phone) Link(c, *user, Sent(c, "phone", *c.phone));
+    }
+    // The shop's back office names its customer on orders.
+    if (user && back_office) Link(c, *user, Sent(c, "crm_id", c.crm_id));
     Emit(out, at, c, kind, event);
     at += (5 + static_cast<base::Micros>(random_.Below(90))) * base::kMicrosPerSecond;
   };
@@ -293,11 +313,10 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
   }
   if (day >= c.registers_on_day && random_.Chance(c.login_chance)) {
     s.user_id = c.user_id;
-    emit(json::object{{"type", "identify"}, {"messageId", NextMessageId()},
-                      {"traits", json::object{{"email", c.email},
-                                              {"firstName", c.first_name},
-                                              {"lastName", c.last_name},
-                                              {"language", c.language}}}},
+    json::object traits{{"email", c.email}, {"firstName", c.first_name}, {"lastName", c.last_name},
+                        {"language", c.language}};
+    if (c.phone) traits["phone"] = *c.phone;
+    emit(json::object{{"type", "identify"}, {"messageId", NextMessageId()}, {"traits", std::move(traits)}},
          "identify");
   }
   // Interest follows taste; a cheaper item tempts the price-sensitive.
@@ -320,13 +339,14 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
                       {"properties", json::object{{"order_id", order}, {"revenue", price}}}},
          "Payment Failed");
     ++c.unresolved_negatives;
+    c.last_negative_at = at;
     c.churn_hazard += 0.004;
     ++DayOf(at).payment_failures;
   }
   emit(json::object{{"type", "track"}, {"messageId", NextMessageId()}, {"event", "Order Completed"},
                     {"properties", json::object{{"order_id", order}, {"category", cat},
                                                 {"revenue", price}, {"currency", "EUR"}}}},
-       "Order Completed");
+       "Order Completed", /*back_office=*/true);
   const bool late = random_.Chance(0.12);
   pending_.push_back({at + (late ? 4 : 2) * base::kMicrosPerDay + static_cast<base::Micros>(random_.Below(8)) * 3600 * base::kMicrosPerSecond,
                       c.index, order, category, late});
@@ -371,6 +391,7 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
       ++counts_.boiler_failures;
       ++counts_.by_day[day].boiler_failures;
       ++c.unresolved_negatives;
+      c.last_negative_at = at;
       c.churn_hazard += 0.01;
     }
   }
@@ -397,6 +418,21 @@ double World::ContactResponse(uint32_t customer, Channel channel, base::Micros u
   if (InQuietHours(c, LocalHour(c, utc))) p *= 0.2;
   for (int extra = contacts_last_week - 2; extra > 0; --extra) p *= 0.5;
   return std::clamp(p, 0.0, 1.0);
+}
+
+bool World::HumanGesture(uint32_t customer, base::Micros utc) {
+  Customer& c = customers_.at(customer);
+  if (c.churned_on_day) return false;
+  if (InQuietHours(c, LocalHour(c, utc))) {
+    c.churn_hazard += 0.002;
+    return false;
+  }
+  const bool well_timed = c.unresolved_negatives > 0 && c.last_negative_at <= utc &&
+                          utc - c.last_negative_at <= 3 * base::kMicrosPerDay;
+  if (!well_timed) return false;
+  --c.unresolved_negatives;
+  c.churn_hazard = std::max(0.001, c.churn_hazard - 0.006);
+  return true;
 }
 
 std::vector<Event> World::Hour(uint32_t hour) {
@@ -430,6 +466,7 @@ std::vector<Event> World::Hour(uint32_t hour) {
     if (p.late) {
       ++DayOf(p.at).late_deliveries;
       ++c.unresolved_negatives;
+      c.last_negative_at = p.at;
       c.churn_hazard += 0.004;
       if (!c.churned_on_day && random_.Chance(0.6)) {
         Message m = Compose(c, -1, p.category);

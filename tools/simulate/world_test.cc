@@ -1,6 +1,7 @@
 #include "tools/simulate/world.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include <boost/json.hpp>
@@ -101,6 +102,14 @@ TEST(World, EvidenceLinksWhatWasSentTogether) {
     if (auto e = group.find("email:" + who.email); e != group.end()) {
       EXPECT_EQ(e->second, group.at("user_id:" + who.user_id));
     }
+    if (who.phone) {
+      if (auto p = group.find("phone:" + *who.phone); p != group.end()) {
+        EXPECT_EQ(p->second, group.at("user_id:" + who.user_id));
+      }
+    }
+    if (auto crm = group.find("crm_id:" + who.crm_id); crm != group.end()) {
+      EXPECT_EQ(crm->second, group.at("user_id:" + who.user_id));
+    }
     std::set<uint32_t> distinct;
     for (uint32_t g : evidence[c]) distinct.insert(g);
     customers_with_two_groups += distinct.size() > 1;
@@ -108,6 +117,80 @@ TEST(World, EvidenceLinksWhatWasSentTogether) {
   // Some devices are never logged in on; most are.
   EXPECT_GT(customers_with_two_groups, 0u);
   EXPECT_LT(customers_with_two_groups, evidence.size() / 4);
+}
+
+// Logins give the phone (when the customer has one) and orders name the back office's id in
+// context.externalIds; both are the customer's alone.
+TEST(World, PhonesAndBackOfficeIdsTravelWithTheirCustomer) {
+  World w({.customers = 200, .days = 7, .seed = 5});
+  std::map<std::string, uint32_t> phone_owner, email_owner;
+  uint32_t phones = 0;
+  for (const Customer& c : w.customers()) {
+    EXPECT_TRUE(email_owner.emplace(c.email, c.index).second) << c.email;
+    if (!c.phone) continue;
+    ++phones;
+    EXPECT_TRUE(phone_owner.emplace(*c.phone, c.index).second) << *c.phone;
+    EXPECT_EQ(c.phone->front(), '+');
+  }
+  EXPECT_GT(phones, 100u);
+  EXPECT_LT(phones, 180u);
+  uint64_t identifies_with_phone = 0, orders = 0;
+  for (uint32_t h = 0; h < w.hours(); ++h) {
+    for (const Event& e : w.Hour(h)) {
+      const Customer& c = w.customers()[e.customer];
+      json::value v = json::parse(e.json);
+      const json::object& o = v.as_object();
+      if (o.at("type") == "identify") {
+        const json::object& traits = o.at("traits").as_object();
+        EXPECT_EQ(traits.contains("phone"), c.phone.has_value());
+        if (c.phone) {
+          EXPECT_EQ(traits.at("phone").as_string(), *c.phone);
+          ++identifies_with_phone;
+        }
+      }
+      if (o.contains("event") && o.at("event") == "Order Completed") {
+        ++orders;
+        const json::array& ids = o.at("context").at("externalIds").as_array();
+        ASSERT_EQ(ids.size(), 1u);
+        EXPECT_EQ(ids[0].at("type"), "crm_id");
+        EXPECT_EQ(ids[0].at("id").as_string(), c.crm_id);
+      }
+    }
+  }
+  EXPECT_GT(identifies_with_phone, 0u);
+  EXPECT_GT(orders, 0u);
+}
+
+// A human gesture soon after a bad moment, at a decent hour, resolves it and lowers the churn
+// hazard; one in quiet hours annoys; one long after changes nothing.
+TEST(World, AWellTimedHumanGestureLowersChurnHazard) {
+  World w({.customers = 400, .days = 20, .seed = 12});
+  std::optional<uint32_t> hurt;
+  for (uint32_t h = 0; h < w.hours() && !hurt; ++h) {
+    w.Hour(h);
+    for (const Customer& c : w.customers()) {
+      if (!c.churned_on_day && c.unresolved_negatives > 0 && c.last_negative_at > 0 && c.churn_hazard > 0.004) {
+        hurt = c.index;
+        break;
+      }
+    }
+  }
+  ASSERT_TRUE(hurt.has_value());
+  const Customer& c = w.customers()[*hurt];
+  // The customer's local noon and 3 a.m. on the day after the bad moment.
+  const base::Micros next_day = (c.last_negative_at / base::kMicrosPerDay + 1) * base::kMicrosPerDay;
+  const base::Micros noon = next_day + (12 - c.utc_offset_hours) * 3600 * base::kMicrosPerSecond;
+  const base::Micros three_am = next_day + (3 - c.utc_offset_hours) * 3600 * base::kMicrosPerSecond;
+  const int negatives = c.unresolved_negatives;
+  const double hazard = c.churn_hazard;
+  EXPECT_FALSE(w.HumanGesture(c.index, three_am));
+  EXPECT_DOUBLE_EQ(c.churn_hazard, hazard + 0.002);
+  EXPECT_EQ(c.unresolved_negatives, negatives);
+  EXPECT_FALSE(w.HumanGesture(c.index, noon + 4 * base::kMicrosPerDay));  // too late
+  EXPECT_DOUBLE_EQ(c.churn_hazard, hazard + 0.002);
+  EXPECT_TRUE(w.HumanGesture(c.index, noon));
+  EXPECT_EQ(c.unresolved_negatives, negatives - 1);
+  EXPECT_DOUBLE_EQ(c.churn_hazard, std::max(0.001, hazard + 0.002 - 0.006));
 }
 
 TEST(World, LateDeliveriesAndFailuresProduceTheirMoments) {
@@ -121,6 +204,22 @@ TEST(World, LateDeliveriesAndFailuresProduceTheirMoments) {
   EXPECT_GT(n.boiler_failures, 0u);
   EXPECT_GT(n.by_kind.at("Boiler Telemetry"), n.boiler_failures);
   EXPECT_LT(n.churned, 400u);
+  // The days add up to the totals.
+  ASSERT_EQ(n.by_day.size(), 30u);
+  uint64_t events = 0, negative = 0, churned = 0, failures = 0, late = 0;
+  for (const DayCounts& d : n.by_day) {
+    for (const auto& [kind, count] : d.by_kind) events += count;
+    negative += d.messages_negative;
+    churned += d.churned;
+    failures += d.boiler_failures;
+    late += d.late_deliveries;
+  }
+  EXPECT_EQ(events, n.events);
+  EXPECT_EQ(negative, n.messages_negative);
+  EXPECT_EQ(churned, n.churned);
+  EXPECT_EQ(failures, n.boiler_failures);
+  EXPECT_GT(late, 0u);
+  EXPECT_LE(late, n.by_kind.at("Order Delivered"));
 }
 
 // The responses follow the hidden traits: a favourite category beats a disliked one, a high
