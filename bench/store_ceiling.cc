@@ -10,10 +10,13 @@
 // evaluation are done: it measures what storing their results costs. With `--from FILE` (JSON
 // lines, e.g. `rapport-sim --dry-run --emit FILE`), event n's value is line n of the file (in a
 // cycle) instead of bench/events.h's: the ceiling for that stream's bytes (bench/world).
+// `--events N` stops after N events instead of after `--seconds`, so the store grows as much as
+// the run it is compared with.
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -56,6 +59,7 @@ void PutState(rocksdb::WriteBatch& wb, rocksdb::ColumnFamilyHandle* cf, uint64_t
 int main(int argc, char** argv) {
   std::string dir, from;
   int threads = 16, batch = 100;
+  uint64_t max_events = 0;
   double seconds = 10;
   bool sync = true;
   bool state = false;
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") seconds = std::atof(v.c_str());
     else if (a == "--sync") sync = v == "always";
     else if (a == "--from") from = v;
+    else if (a == "--events") max_events = std::strtoull(v.c_str(), nullptr, 10);
     else usage = true;
   }
   std::vector<std::string> lines;
@@ -92,7 +97,7 @@ int main(int argc, char** argv) {
   }
   if (usage || dir.empty()) {
     std::fprintf(stderr, "usage: rapport-bench-store-ceiling --dir DIR [--threads N] [--batch N] [--seconds S] [--state] "
-                         "[--from EVENTS.jsonl]\n");
+                         "[--from EVENTS.jsonl] [--events N]\n");
     return 2;
   }
   rocksdb::Options options;
@@ -118,10 +123,12 @@ int main(int argc, char** argv) {
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
       std::string event;
-      while (std::chrono::steady_clock::now() < end) {
+      while (max_events > 0 || std::chrono::steady_clock::now() < end) {
         rocksdb::WriteBatch wb;
         const uint64_t first = seq.fetch_add(batch);
-        for (int i = 0; i < batch; ++i) {
+        if (max_events > 0 && first >= max_events) break;
+        const int count = max_events > 0 ? static_cast<int>(std::min<uint64_t>(batch, max_events - first)) : batch;
+        for (int i = 0; i < count; ++i) {
           const uint64_t n = first + i;
           event.assign(21, 'h');  // the stored value's header (version, workspace, times, envelope)
           if (lines.empty()) {
@@ -146,7 +153,7 @@ int main(int argc, char** argv) {
         rocksdb::WriteOptions wo;
         wo.sync = sync;
         if (!db->Write(wo, &wb).ok()) std::abort();
-        events += batch;
+        events += count;
       }
     });
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <numbers>
 
 #include <fmt/format.h>
 
@@ -95,7 +96,7 @@ class Canvas {
   std::unique_ptr<cairo_t, ContextDeleter> cr_;
 };
 
-// A tick's label: whole numbers with thin grouping, fractions with the step's decimals.
+// A tick's label: whole numbers as they are, fractions with the step's decimals.
 std::string TickLabel(double v, double step) {
   if (step >= 1) return fmt::format("{}", static_cast<long long>(std::llround(v)));
   const int decimals = static_cast<int>(std::ceil(-std::log10(step)));
@@ -129,7 +130,7 @@ absl::Status WriteLineChart(const std::string& path, const ChartText& text, cons
     c.Colour(90, 90, 90);
     c.Text(TickLabel(v, step), left - 6, y_of(v) + 4, 1);
   }
-  const double x_step = NiceStep(static_cast<double>(n), 10);
+  const double x_step = std::max(1.0, NiceStep(static_cast<double>(n), 10));
   for (size_t day = 1; day <= n; ++day) {
     if (day != 1 && std::fmod(static_cast<double>(day), x_step) != 0) continue;
     c.Colour(90, 90, 90);
@@ -141,7 +142,7 @@ absl::Status WriteLineChart(const std::string& path, const ChartText& text, cons
   c.Text(text.x_label, (left + right) / 2, kChartHeight - 14.0, 0.5);
   cairo_save(c.cr());
   cairo_move_to(c.cr(), 16, (plot_top + bottom) / 2 + c.Width(text.y_label) / 2);
-  cairo_rotate(c.cr(), -M_PI / 2);
+  cairo_rotate(c.cr(), -std::numbers::pi / 2);
   cairo_show_text(c.cr(), text.y_label.c_str());
   cairo_restore(c.cr());
   for (size_t s = 0; s < series.size(); ++s) {
@@ -152,7 +153,7 @@ absl::Status WriteLineChart(const std::string& path, const ChartText& text, cons
       if (i == 0) cairo_move_to(c.cr(), x_of(i), y_of(series[s].values[i]));
       else cairo_line_to(c.cr(), x_of(i), y_of(series[s].values[i]));
     }
-    if (n == 1) cairo_arc(c.cr(), x_of(0), y_of(series[s].values[0]), 3, 0, 2 * M_PI);
+    if (n == 1) cairo_arc(c.cr(), x_of(0), y_of(series[s].values[0]), 3, 0, 2 * std::numbers::pi);
     cairo_stroke(c.cr());
   }
   return c.Write(path);
@@ -169,8 +170,10 @@ absl::Status WriteBarChart(const std::string& path, const ChartText& text,
   const double plot_top = 50, bottom = kChartHeight - 55.0;
   const double slot = (bottom - plot_top) / static_cast<double>(bars.size());
   const double thickness = std::min(40.0, slot * 0.6);
-  auto x_of = [&](double v) { return left + (right - left) * std::clamp(v, 0.0, max) / max; };
+  // The axis ends at a whole number of ticks at or above `max`.
   const double step = NiceStep(max, 5);
+  max = std::ceil(max / step - 1e-9) * step;
+  auto x_of = [&](double v) { return left + (right - left) * std::clamp(v, 0.0, max) / max; };
   for (double v = 0; v <= max + step / 2; v += step) {
     c.Colour(225, 225, 225);
     c.Line(x_of(v), plot_top, x_of(v), bottom, 1);

@@ -32,8 +32,9 @@ inline constexpr int kChartWidth = 900, kChartHeight = 420;
 // `path`. InvalidArgument for no series or uneven lengths; Internal when the PNG cannot be written.
 absl::Status WriteLineChart(const std::string& path, const ChartText& text, const std::vector<Series>& series);
 
-// Writes horizontal bars, one per (label, value), on an axis from 0 to `max` (values above it
-// are drawn to the end), each labelled with its value to `decimals` places.
+// Writes horizontal bars, one per (label, value), on an axis from 0 to `max` rounded up to a
+// whole tick (values above it are drawn to the end), each labelled with its value to
+// `decimals` places.
 absl::Status WriteBarChart(const std::string& path, const ChartText& text,
                            const std::vector<std::pair<std::string, double>>& bars, double max, int decimals);
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -64,7 +65,10 @@ class Png {
 };
 
 std::string TempPng(const char* name) {
-  return (std::filesystem::temp_directory_path() / (std::string("rapport-chart-") + name + ".png")).string();
+  // Unique per process: test binaries of several builds may run at once.
+  return (std::filesystem::temp_directory_path() /
+          (std::string("rapport-chart-") + std::to_string(::getpid()) + "-" + name + ".png"))
+      .string();
 }
 
 TEST(LineChart, DrawsEachSeriesAtItsHeight) {

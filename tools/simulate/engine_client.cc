@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <charconv>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -101,12 +102,27 @@ std::string BasicAuth(const std::string& write_key) {
   return "Basic " + out;
 }
 
+std::string Describe(const Reply& reply) { return fmt::format("HTTP {}: {}", reply.status, reply.body.substr(0, 300)); }
+
+absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& method, const std::string& target,
+                                    const std::string& body, const std::string& authorization,
+                                    const Patience& patience, uint64_t* retried) {
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<Reply> r = engine.Send(method, target, body, authorization);
+    if (!r.ok() || (r->status != 429 && r->status != 503) || attempt >= patience.retries || patience.give_up()) {
+      return r;
+    }
+    if (retried) ++*retried;
+    std::this_thread::sleep_for(r->retry_after_seconds ? std::chrono::milliseconds(*r->retry_after_seconds * 1000)
+                                                       : patience.wait);
+  }
+}
+
 absl::StatusOr<uint64_t> RejectedInBatch(const Reply& reply) {
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(reply.body, ec);
   if (ec || !v.is_object() || !v.as_object().contains("results") || !v.at("results").is_array()) {
-    return absl::InvalidArgumentError(
-        fmt::format("the engine refused a batch: HTTP {}: {}", reply.status, reply.body.substr(0, 300)));
+    return absl::InvalidArgumentError("the engine refused a batch: " + Describe(reply));
   }
   uint64_t n = 0;
   for (const boost::json::value& item : v.at("results").as_array()) {

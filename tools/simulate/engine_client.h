@@ -5,7 +5,9 @@
 #ifndef RAPPORT_TOOLS_SIMULATE_ENGINE_CLIENT_H_
 #define RAPPORT_TOOLS_SIMULATE_ENGINE_CLIENT_H_
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +33,23 @@ class EngineClient {
   virtual absl::StatusOr<Reply> Send(const std::string& method, const std::string& target,
                                      const std::string& body, const std::string& authorization) = 0;
 };
+
+// "HTTP 503: {…}": a reply for an error message (the body cut at 300 bytes).
+std::string Describe(const Reply& reply);
+
+// How long to keep asking while the engine answers 429 or 503.
+struct Patience {
+  int retries = 60;                               // answers 429/503 retried; then the last is returned
+  std::chrono::milliseconds wait{250};            // between tries when the answer has no Retry-After
+  std::function<bool()> give_up = [] { return false; };  // checked before each retry
+};
+
+// Sends until answered with something other than 429/503, waiting the Retry-After the engine
+// gave (else `patience.wait`) between tries; returns that answer, or the last 429/503 once the
+// retries are spent or `give_up` says so. Adds the retries made to `*retried` (may be null).
+absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& method, const std::string& target,
+                                    const std::string& body, const std::string& authorization,
+                                    const Patience& patience = {}, uint64_t* retried = nullptr);
 
 // How many messages a /v1/batch answered with 400 refused (its per-message "results");
 // InvalidArgument when the answer has none (the whole batch was refused).

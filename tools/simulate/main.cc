@@ -50,21 +50,6 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-std::string ErrorOf(const Reply& r) {
-  return fmt::format("HTTP {}: {}", r.status, r.body.substr(0, 300));
-}
-
-// Sends until answered with something other than 429/503: up to 60 more attempts, each after the
-// Retry-After the engine gave, else 250 ms.
-absl::StatusOr<Reply> SendPatiently(EngineClient& engine, const std::string& method, const std::string& target,
-                                    const std::string& body, const std::string& auth) {
-  for (int attempt = 0;; ++attempt) {
-    RAPPORT_ASSIGN_OR_RETURN(Reply r, engine.Send(method, target, body, auth));
-    if ((r.status != 429 && r.status != 503) || attempt >= 60) return r;
-    std::this_thread::sleep_for(std::chrono::milliseconds(r.retry_after_seconds ? *r.retry_after_seconds * 1000 : 250));
-  }
-}
-
 // The engine's simulated clock; nullopt when it runs on the real clock.
 absl::StatusOr<std::optional<base::Micros>> EngineClock(EngineClient& engine, const std::string& auth) {
   RAPPORT_ASSIGN_OR_RETURN(Reply r, engine.Send("GET", "/api/v1/admin/clock", "", auth));
@@ -76,7 +61,7 @@ absl::StatusOr<std::optional<base::Micros>> EngineClock(EngineClient& engine, co
       v.at("error").at("code") == "no_such_route") {
     return std::nullopt;
   }
-  if (r.status != 200) return absl::FailedPreconditionError("cannot read the engine's clock: " + ErrorOf(r));
+  if (r.status != 200) return absl::FailedPreconditionError("cannot read the engine's clock: " + Describe(r));
   if (ec || !v.is_object() || !v.as_object().contains("now") || !v.at("now").is_string()) {
     return absl::InternalError("the engine's clock answer has no 'now': " + r.body);
   }
@@ -87,7 +72,7 @@ absl::StatusOr<std::optional<base::Micros>> EngineClock(EngineClient& engine, co
 absl::Status SetEngineClock(EngineClient& engine, const std::string& auth, base::Micros now) {
   const std::string body = fmt::format("{{\"now\":\"{}\"}}", base::FormatIso8601(now));
   RAPPORT_ASSIGN_OR_RETURN(Reply r, SendPatiently(engine, "POST", "/api/v1/admin/clock", body, auth));
-  if (r.status != 200) return absl::FailedPreconditionError("cannot move the engine's clock: " + ErrorOf(r));
+  if (r.status != 200) return absl::FailedPreconditionError("cannot move the engine's clock: " + Describe(r));
   return absl::OkStatus();
 }
 
@@ -96,19 +81,14 @@ absl::StatusOr<uint64_t> SendEvents(EngineClient& engine, const std::string& aut
                                     size_t batch) {
   uint64_t rejected = 0;
   for (size_t i = 0; i < events.size(); i += batch) {
-    std::string body = "{\"batch\":[";
-    for (size_t j = i; j < std::min(events.size(), i + batch); ++j) {
-      if (j > i) body += ',';
-      body += events[j].json;
-    }
-    body += "]}";
+    const std::string body = BatchBody(events.subspan(i, std::min(batch, events.size() - i)));
     RAPPORT_ASSIGN_OR_RETURN(Reply r, SendPatiently(engine, "POST", "/v1/batch", body, auth));
     if (r.status == 200) continue;
-    if (r.status != 400) return absl::UnavailableError("the engine did not take a batch: " + ErrorOf(r));
+    if (r.status != 400) return absl::UnavailableError("the engine did not take a batch: " + Describe(r));
     // Some messages were refused: count them, and say why once per batch.
     RAPPORT_ASSIGN_OR_RETURN(uint64_t refused, RejectedInBatch(r));
     rejected += refused;
-    std::fprintf(stderr, "rapport-sim: warning: %s\n", ErrorOf(r).c_str());
+    std::fprintf(stderr, "rapport-sim: warning: %s\n", Describe(r).c_str());
   }
   return rejected;
 }
@@ -150,6 +130,10 @@ absl::StatusOr<Setup> Prepare(const Flags& f) {
   }
   if (f.rate < 0 || f.seconds < 0) return absl::InvalidArgumentError("--rate and --seconds must be 0 or more");
   if (f.live && (f.dry_run || f.load)) return absl::InvalidArgumentError("--live needs an engine and no --load");
+  if (f.load && f.seconds > 0 && !f.report.empty()) {
+    return absl::InvalidArgumentError(
+        "--report scores the whole world, but --seconds may stop the load before all of it is sent: drop one");
+  }
   if (f.live && f.live_days == 0) return absl::InvalidArgumentError("--live-days must be at least 1");
   if (!f.dry_run && (f.target.empty() || f.write_key.empty() || f.secret_key.empty())) {
     return absl::InvalidArgumentError("give --target, --write-key and --secret-key (or --dry-run)");
@@ -208,7 +192,7 @@ absl::StatusOr<IdentityScore> Score(const World& world, EngineClient& engine, co
         boost::system::error_code ec;
         json::value v = json::parse(r->body, ec);
         if (r->status != 200 || ec || !v.is_object() || !v.as_object().contains("id")) {
-          lookup_error = absl::InternalError(fmt::format("looking up {} {}: {}", type, value, ErrorOf(*r)));
+          lookup_error = absl::InternalError(fmt::format("looking up {} {}: {}", type, value, Describe(*r)));
           return std::nullopt;
         }
         return json::serialize(v.at("id"));
@@ -288,22 +272,27 @@ absl::StatusOr<bool> SendHours(const Flags& f, Setup& setup, World& world, uint3
 // measured), then sent at --rate over --connections.
 absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& run) {
   const auto preparing = std::chrono::steady_clock::now();
+  std::ofstream emit;
+  if (!f.emit.empty()) {
+    emit.open(f.emit, std::ios::binary | std::ios::trunc);
+    if (!emit) return absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit));
+  }
   std::vector<Batch> batches;
-  Batch current;
+  std::vector<Event> pending;
   auto close = [&] {
-    if (current.events == 0) return;
-    current.body += "]}";
-    batches.push_back(std::move(current));
-    current = Batch{};
+    if (pending.empty()) return;
+    batches.push_back({BatchBody(pending), static_cast<uint32_t>(pending.size())});
+    pending.clear();
   };
   for (uint32_t hour = 0; hour < world.hours(); ++hour) {
-    for (const Event& e : world.Hour(hour)) {
-      current.body += current.events == 0 ? "{\"batch\":[" : ",";
-      current.body += e.json;
-      if (++current.events == f.batch) close();
+    for (Event& e : world.Hour(hour)) {
+      emit << e.json << '\n';
+      pending.push_back(std::move(e));
+      if (pending.size() == f.batch) close();
     }
   }
   close();
+  if (emit.is_open() && !emit.flush()) return absl::DataLossError("writing the --emit file failed");
   uint64_t total = 0;
   for (const Batch& b : batches) total += b.events;
   std::fprintf(stderr, "prepared %llu events in %zu batches (%.1f s); sending over %d connections at %s\n",
@@ -413,7 +402,7 @@ int main(int argc, char** argv) {
                  "Midnight UTC of the first day (default: 2026-01-05 with a simulated clock or --dry-run; "
                  "with the real clock, --days before today, so the world ends before now)");
   app.add_option("--batch", f.batch, "Events per /v1/batch request")->capture_default_str();
-  app.add_option("--report", f.report, "Write report.md and figures.json into this directory");
+  app.add_option("--report", f.report, "Write report.md, figures.json and the report's PNG charts into this directory");
   app.add_option("--emit", f.emit, "Write every event sent as a JSON line into this file");
   app.add_flag("--dry-run", f.dry_run, "Generate the events (for --emit) without an engine");
   app.add_flag("--live", f.live,

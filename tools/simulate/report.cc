@@ -158,6 +158,7 @@ std::string FiguresJson(const World& world, const RunFacts& run, const std::opti
                              {"connections", run.load_connections},
                              {"events_per_second", l.events_per_second()},
                              {"events", l.events},
+                             {"rejected", l.rejected},
                              {"requests", l.requests},
                              {"retries", l.retries},
                              {"seconds", l.seconds},
@@ -220,7 +221,7 @@ absl::StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, con
   if (identity) {
     const double one_profile = identity->customers ? static_cast<double>(identity->customers_on_one_profile) /
                                                          static_cast<double>(identity->customers)
-                                                   : 1;
+                                                   : 0;
     RAPPORT_RETURN_IF_ERROR(WriteBarChart(path("identity.png"), {"Identity resolution against the truth", "", ""},
                                           {{"precision", identity->precision},
                                            {"recall", identity->recall},
@@ -231,7 +232,10 @@ absl::StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, con
   if (run.load) {
     const LoadResult& l = *run.load;
     RAPPORT_RETURN_IF_ERROR(WriteBarChart(path("load-latency.png"),
-                                          {fmt::format("Latency of /v1/batch at {:.0f} events/s", l.events_per_second()),
+                                          {run.load_rate > 0
+                                               ? fmt::format("Latency of /v1/batch at {:.0f} events/s (asked)", run.load_rate)
+                                               : fmt::format("Latency of /v1/batch at the peak, {:.0f} events/s",
+                                                             l.events_per_second()),
                                            "milliseconds", ""},
                                           {{"p50", l.p50_ms}, {"p99", l.p99_ms}, {"p99.9", l.p999_ms}},
                                           std::max(1.0, l.p999_ms * 1.15), 2));

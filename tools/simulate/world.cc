@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "rapport/base/check.h"
+
 namespace rapport::simulate {
 
 namespace json = boost::json;
@@ -172,7 +174,8 @@ World::World(WorldOptions options) : options_(options), random_(options.seed) {
 
 DayCounts& World::DayOf(base::Micros at) {
   const base::Micros day = (at - options_.start) / base::kMicrosPerDay;
-  return counts_.by_day[static_cast<size_t>(std::clamp<base::Micros>(day, 0, options_.days - 1))];
+  RAPPORT_DCHECK(at >= options_.start && day < static_cast<base::Micros>(counts_.by_day.size()));
+  return counts_.by_day[static_cast<size_t>(day)];
 }
 
 std::string World::NextMessageId() {
