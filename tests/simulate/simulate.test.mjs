@@ -114,28 +114,38 @@ test('with the real clock there is no clock to move; the simulator sends the rec
   }
 });
 
-test('a seeded world of 200 customers over 14 days: the engine resolves who is who', async () => {
+// Runs the seeded world of 200 customers (seed 42) over `days` against a fresh simulated-clock
+// engine with a report, and hands `check` the figures, the report's directory and the server.
+async function seededWorld(days, check) {
   const server = await startServer({ args: ['--clock', 'simulated'] });
-  const report = tempDir('rapport-sim-report-');
+  const report = tempDir(`rapport-sim-${days}d-`);
   try {
     const run = sim(['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
-                     '--customers', '200', '--days', '14', '--seed', '42', '--report', report]);
+                     '--customers', '200', '--days', String(days), '--seed', '42', '--report', report]);
     assert.equal(run.status, 0, run.stderr);
     const figures = JSON.parse(readFileSync(join(report, 'figures.json'), 'utf8'));
+    // Default merge protection: nobody is merged with somebody else.
+    assert.ok(figures.identity.precision >= 0.99, `precision ${figures.identity.precision}`);
+    assert.equal(figures.identity.profiles_mixing_customers, 0);
+    await check(figures, report, server);
+  } finally {
+    await server.stop();
+    rmSync(report, { recursive: true, force: true });
+  }
+}
+
+test('a seeded world of 200 customers over 14 days: the engine resolves who is who', () =>
+  seededWorld(14, async (figures, report, server) => {
     assert.equal(figures.events_rejected, 0);
     assert.ok(figures.events_sent > 5000, `only ${figures.events_sent} events`);
     for (const kind of ['page', 'identify', 'Order Completed', 'Order Delivered', 'Boiler Telemetry', 'Message Sent']) {
       assert.ok(figures.events_by_kind[kind] > 0, `no ${kind} events`);
     }
     assert.ok(figures.messages.positive > 0 && figures.messages.negative > 0);
-    // Default merge protection: nobody is merged with somebody else, and nearly every pair of
-    // identifiers of one person ends on one profile.
-    assert.ok(figures.identity.precision >= 0.99, `precision ${figures.identity.precision}`);
     // Of the pairs the events linked, every one; of all pairs, those of devices a customer
     // never logged in on are missing (no engine can know them).
     assert.ok(figures.identity.recall_linkable >= 0.99, `recall of linkable pairs ${figures.identity.recall_linkable}`);
     assert.ok(figures.identity.recall >= 0.9, `recall ${figures.identity.recall}`);
-    assert.equal(figures.identity.profiles_mixing_customers, 0);
     assert.equal(figures.identity.not_found, 0);
     const md = readFileSync(join(report, 'report.md'), 'utf8');
     assert.match(md, /\| precision \(merged pairs that are truly one customer\) \| (0\.99|1\.0)/);
@@ -147,28 +157,12 @@ test('a seeded world of 200 customers over 14 days: the engine resolves who is w
     // The engine's clock ended at the end of the world.
     const r = await clock(server, server.secretKey);
     assert.equal(r.body.now, '2026-01-19T00:00:00.000Z');
-  } finally {
-    await server.stop();
-    rmSync(report, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('over 30 days nearly every device gets logged in on: recall reaches 0.95', async () => {
-  const server = await startServer({ args: ['--clock', 'simulated'] });
-  const report = tempDir('rapport-sim-30-');
-  try {
-    const run = sim(['--target', server.url, '--write-key', server.writeKey, '--secret-key', server.secretKey,
-                     '--customers', '200', '--days', '30', '--seed', '42', '--report', report]);
-    assert.equal(run.status, 0, run.stderr);
-    const figures = JSON.parse(readFileSync(join(report, 'figures.json'), 'utf8'));
-    assert.ok(figures.identity.precision >= 0.99, `precision ${figures.identity.precision}`);
+test('over 30 days nearly every device gets logged in on: recall reaches 0.95', () =>
+  seededWorld(30, (figures) => {
     assert.ok(figures.identity.recall >= 0.95, `recall ${figures.identity.recall}`);
-    assert.equal(figures.identity.profiles_mixing_customers, 0);
-  } finally {
-    await server.stop();
-    rmSync(report, { recursive: true, force: true });
-  }
-});
+  }));
 
 test('--live: after the history the world goes on at the real clock, never ahead of it', async () => {
   const server = await startServer();

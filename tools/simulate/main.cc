@@ -270,13 +270,8 @@ absl::StatusOr<bool> SendHours(const Flags& f, Setup& setup, World& world, uint3
 
 // Load mode: the whole stream prepared first (so making it costs nothing while it is
 // measured), then sent at --rate over --connections.
-absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& run) {
+absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& run, std::ofstream& emit) {
   const auto preparing = std::chrono::steady_clock::now();
-  std::ofstream emit;
-  if (!f.emit.empty()) {
-    emit.open(f.emit, std::ios::binary | std::ios::trunc);
-    if (!emit) return absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit));
-  }
   std::vector<Batch> batches;
   std::vector<Event> pending;
   auto close = [&] {
@@ -292,7 +287,6 @@ absl::Status SendLoadMode(const Flags& f, Setup& setup, World& world, RunFacts& 
     }
   }
   close();
-  if (emit.is_open() && !emit.flush()) return absl::DataLossError("writing the --emit file failed");
   uint64_t total = 0;
   for (const Batch& b : batches) total += b.events;
   std::fprintf(stderr, "prepared %llu events in %zu batches (%.1f s); sending over %d connections at %s\n",
@@ -354,20 +348,20 @@ int Run(const Flags& f) {
   RunFacts run;
   run.target = f.dry_run ? "no engine (--dry-run)"
                : f.target + (setup->simulated ? " (simulated clock)" : " (the world sent as history)");
-  if (f.load) {
-    if (auto st = SendLoadMode(f, *setup, world, run); !st.ok()) return Fail(st);
-    if (auto st = Conclude(f, *setup, world, run); !st.ok()) return Fail(st);
-    return 0;
-  }
   std::ofstream emit;
   if (!f.emit.empty()) {
     emit.open(f.emit, std::ios::binary | std::ios::trunc);
     if (!emit) return Fail(absl::InvalidArgumentError(fmt::format("cannot write --emit file {}", f.emit)));
   }
-  if (auto st = SendHours(f, *setup, world, 0, f.days * 24, run, emit); !st.ok()) return Fail(st.status());
+  if (f.load) {
+    if (auto st = SendLoadMode(f, *setup, world, run, emit); !st.ok()) return Fail(st);
+  } else {
+    if (auto st = SendHours(f, *setup, world, 0, f.days * 24, run, emit); !st.ok()) return Fail(st.status());
+  }
   if (f.dry_run) {
     std::printf("%llu events generated in %.1f s\n", static_cast<unsigned long long>(run.events_sent), run.seconds);
   }
+  if (emit.is_open() && !emit.flush()) return Fail(absl::DataLossError("writing the --emit file failed"));
   if (auto st = Conclude(f, *setup, world, run); !st.ok()) return Fail(st);
   if (f.live) {
     std::fprintf(stderr, "the history is in; going on live for %u days, at the real clock's pace\n", f.live_days);

@@ -65,7 +65,7 @@ IdentityScore ScoreIdentity(
 
 std::string ReportMarkdown(const World& world, const RunFacts& run, const std::optional<IdentityScore>& identity) {
   const WorldOptions& o = world.options();
-  const WorldCounts& n = world.counts();
+  const DayCounts n = world.totals();
   std::string md;
   md += "# rapport-sim report\n\n";
   md += fmt::format("World: {} customers over {} days from {} (seed {}), against {}. {} events sent in {:.1f} s",
@@ -83,7 +83,7 @@ std::string ReportMarkdown(const World& world, const RunFacts& run, const std::o
       "\nMessages with a sentiment: {} positive, {} negative (Dutch and English). Customers who "
       "churned: {}. Connected boilers: {}, of which {} failed. Household laptops shared by two "
       "customers: {}.\n\n",
-      n.messages_positive, n.messages_negative, n.churned, boilers, n.boiler_failures, shared);
+      n.messages_positive, n.messages_negative, n.churned, boilers, n.Of("Boiler Failed"), shared);
   if (run.load) {
     const LoadResult& l = *run.load;
     md += "## Load\n\n";
@@ -123,7 +123,7 @@ std::string ReportMarkdown(const World& world, const RunFacts& run, const std::o
 
 std::string FiguresJson(const World& world, const RunFacts& run, const std::optional<IdentityScore>& identity) {
   namespace json = boost::json;
-  const WorldCounts& n = world.counts();
+  const DayCounts n = world.totals();
   json::object by_kind;
   for (const auto& [kind, count] : n.by_kind) by_kind[kind] = count;
   json::object o{
@@ -135,7 +135,7 @@ std::string FiguresJson(const World& world, const RunFacts& run, const std::opti
       {"events_by_kind", std::move(by_kind)},
       {"messages", json::object{{"positive", n.messages_positive}, {"negative", n.messages_negative}}},
       {"churned", n.churned},
-      {"boiler_failures", n.boiler_failures}};
+      {"boiler_failures", n.Of("Boiler Failed")}};
   if (identity) {
     const IdentityScore& id = *identity;
     o["identity"] = json::object{{"precision", id.precision},
@@ -181,16 +181,13 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
 // A daily series of one kind of event.
 Series Daily(const World& world, const std::string& name, const std::string& kind) {
   Series s{name, {}};
-  for (const DayCounts& d : world.counts().by_day) {
-    auto it = d.by_kind.find(kind);
-    s.values.push_back(it == d.by_kind.end() ? 0 : static_cast<double>(it->second));
-  }
+  for (const DayCounts& d : world.days()) s.values.push_back(static_cast<double>(d.Of(kind)));
   return s;
 }
 
 Series Daily(const World& world, const std::string& name, uint64_t DayCounts::*field) {
   Series s{name, {}};
-  for (const DayCounts& d : world.counts().by_day) s.values.push_back(static_cast<double>(d.*field));
+  for (const DayCounts& d : world.days()) s.values.push_back(static_cast<double>(d.*field));
   return s;
 }
 
@@ -214,10 +211,10 @@ absl::StatusOr<std::vector<std::string>> WriteReport(const std::string& dir, con
   RAPPORT_RETURN_IF_ERROR(WriteLineChart(
       path("moments-per-day.png"), {"Moments that matter, per day", "day of the run", "count"},
       {Daily(world, "late deliveries", &DayCounts::late_deliveries),
-       Daily(world, "failed payments", &DayCounts::payment_failures),
+       Daily(world, "failed payments", "Payment Failed"),
        Daily(world, "negative messages", &DayCounts::messages_negative),
        Daily(world, "positive messages", &DayCounts::messages_positive), Daily(world, "churned", &DayCounts::churned),
-       Daily(world, "boiler failures", &DayCounts::boiler_failures)}));
+       Daily(world, "boiler failures", "Boiler Failed")}));
   if (identity) {
     const double one_profile = identity->customers ? static_cast<double>(identity->customers_on_one_profile) /
                                                          static_cast<double>(identity->customers)

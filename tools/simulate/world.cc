@@ -103,7 +103,7 @@ bool InQuietHours(const Customer& c, int local) {
 World::World(WorldOptions options) : options_(options), random_(options.seed) {
   if (options_.start == 0) options_.start = base::ParseIso8601("2026-01-05T00:00:00Z").value();
   customers_.resize(options_.customers);
-  counts_.by_day.resize(options_.days);
+  days_.resize(options_.days);
   sent_.resize(options_.customers);
   sent_seen_.resize(options_.customers);
   parent_.resize(options_.customers);
@@ -174,8 +174,28 @@ World::World(WorldOptions options) : options_(options), random_(options.seed) {
 
 DayCounts& World::DayOf(base::Micros at) {
   const base::Micros day = (at - options_.start) / base::kMicrosPerDay;
-  RAPPORT_DCHECK(at >= options_.start && day < static_cast<base::Micros>(counts_.by_day.size()));
-  return counts_.by_day[static_cast<size_t>(day)];
+  RAPPORT_DCHECK(at >= options_.start && day < static_cast<base::Micros>(days_.size()));
+  return days_[static_cast<size_t>(day)];
+}
+
+uint64_t DayCounts::events() const {
+  uint64_t n = 0;
+  for (const auto& [kind, count] : by_kind) n += count;
+  return n;
+}
+
+void DayCounts::Add(const DayCounts& other) {
+  for (const auto& [kind, count] : other.by_kind) by_kind[kind] += count;
+  messages_positive += other.messages_positive;
+  messages_negative += other.messages_negative;
+  late_deliveries += other.late_deliveries;
+  churned += other.churned;
+}
+
+DayCounts World::totals() const {
+  DayCounts sum;
+  for (const DayCounts& d : days_) sum.Add(d);
+  return sum;
 }
 
 std::string World::NextMessageId() {
@@ -248,8 +268,6 @@ json::object Context(const SessionContext& s) {
 
 void World::Emit(std::vector<Event>& out, base::Micros at, const Customer& c, const std::string& kind,
                  const json::object& event, std::optional<Message> message) {
-  ++counts_.events;
-  ++counts_.by_kind[kind];
   ++DayOf(at).by_kind[kind];
   out.push_back(Event{at, c.index, json::serialize(event), std::move(message)});
 }
@@ -266,7 +284,6 @@ void World::Track(std::vector<Event>& out, const Customer& c, base::Micros at, c
 }
 
 void World::SendMessage(std::vector<Event>& out, const Customer& c, base::Micros at, Message m) {
-  ++(m.sentiment > 0 ? counts_.messages_positive : counts_.messages_negative);
   ++(m.sentiment > 0 ? DayOf(at).messages_positive : DayOf(at).messages_negative);
   json::object properties{{"text", m.text}, {"channel", kChannelNames[static_cast<int>(c.preferred)]},
                           {"language", m.language}};
@@ -344,7 +361,6 @@ void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Even
     ++c.unresolved_negatives;
     c.last_negative_at = at;
     c.churn_hazard += 0.004;
-    ++DayOf(at).payment_failures;
   }
   emit(json::object{{"type", "track"}, {"messageId", NextMessageId()}, {"event", "Order Completed"},
                     {"properties", json::object{{"order_id", order}, {"category", cat},
@@ -360,8 +376,7 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
   if (c.churned_on_day) return;
   if (random_.Chance(std::min(0.5, c.churn_hazard + 0.01 * c.unresolved_negatives))) {
     c.churned_on_day = day;
-    ++counts_.churned;
-    ++counts_.by_day[day].churned;
+    ++days_[day].churned;
     return;
   }
   // A support ticket about an earlier bad moment gets resolved, sometimes with thanks.
@@ -391,8 +406,6 @@ void World::Daily(Customer& c, uint32_t day, base::Micros midnight) {
           &boiler);
     if (fails) {
       c.boiler_failed = true;
-      ++counts_.boiler_failures;
-      ++counts_.by_day[day].boiler_failures;
       ++c.unresolved_negatives;
       c.last_negative_at = at;
       c.churn_hazard += 0.01;

@@ -105,21 +105,19 @@ struct Event {
   std::optional<Message> message;
 };
 
+// What happened on one day of the world, or (World::totals()) over every day so far.
 struct DayCounts {
   std::map<std::string, uint64_t> by_kind;  // "page", "identify", "Order Completed", …
   uint64_t messages_positive = 0, messages_negative = 0;
-  uint64_t late_deliveries = 0, payment_failures = 0;
-  uint64_t churned = 0;
-  uint64_t boiler_failures = 0;
-};
+  uint64_t late_deliveries = 0;  // "Order Delivered" events that came late
+  uint64_t churned = 0;          // customers who left (no event tells the engine)
 
-struct WorldCounts {
-  std::map<std::string, uint64_t> by_kind;  // "page", "identify", "Order Completed", …
-  uint64_t events = 0;
-  uint64_t messages_positive = 0, messages_negative = 0;
-  uint64_t churned = 0;
-  uint64_t boiler_failures = 0;
-  std::vector<DayCounts> by_day;  // one per day of the world
+  uint64_t Of(const std::string& kind) const {
+    auto it = by_kind.find(kind);
+    return it == by_kind.end() ? 0 : it->second;
+  }
+  uint64_t events() const;
+  void Add(const DayCounts& other);
 };
 
 class World {
@@ -129,7 +127,9 @@ class World {
   const WorldOptions& options() const { return options_; }
   const std::vector<Customer>& customers() const { return customers_; }
   const std::vector<Device>& devices() const { return devices_; }
-  const WorldCounts& counts() const { return counts_; }
+  // One entry per day of the world (days not yet simulated are empty), and their sum.
+  const std::vector<DayCounts>& days() const { return days_; }
+  DayCounts totals() const;
 
   // The events of simulated hour `hour` (0 = the first hour of the first day), in timestamp
   // order. Call for hours 0, 1, 2, … in turn: customers' state moves as they act.
@@ -210,7 +210,7 @@ class World {
   std::vector<std::vector<uint32_t>> parent_;               // union-find over sent_, per customer
   uint64_t next_message_ = 0;
   uint64_t next_order_ = 0;
-  WorldCounts counts_;
+  std::vector<DayCounts> days_;
 };
 
 }  // namespace rapport::simulate
