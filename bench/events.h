@@ -1,5 +1,6 @@
-// Realistic Segment events (~600 bytes each) for the ingest benchmarks: a mix of product views,
-// cart adds, orders, page views and identifies with browser context, unique messageIds.
+// Realistic Segment events (~700 bytes each) for the ingest benchmarks: a mix of product views,
+// cart adds, orders, page views and identifies with browser context and consent, unique
+// messageIds.
 #ifndef RAPPORT_BENCH_EVENTS_H_
 #define RAPPORT_BENCH_EVENTS_H_
 
@@ -7,6 +8,9 @@
 #include <string>
 
 namespace rapport::bench {
+
+// What a consent manager sends with each event (rapport stores nothing without consent).
+#define RAPPORT_BENCH_CONSENT R"("consent":{"categoryPreferences":{"analytics":true,"personalization":true,"marketing":false}})"
 
 // Event `n` of a run is about user (n × 2654435761) mod `users`: a permutation of the users for
 // every `users` consecutive events, so each person comes back at the same pace.
@@ -24,7 +28,7 @@ inline void AppendEvent(std::string* out, const std::string& run, uint64_t n, ui
           R"({"type":"identify","messageId":"%s-%llu","userId":"user-%llu","anonymousId":"anon-%llu",)"
           R"("traits":{"email":"user%llu@example.com","name":"Customer %llu","plan":"%s","city":"Utrecht","newsletter":true},)"
           R"("context":{"ip":"203.0.113.%llu","locale":"%s","userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",)"
-          R"("library":{"name":"analytics.js","version":"4.1.0"}},"timestamp":"2026-11-23T12:00:00.000Z"})",
+          R"("library":{"name":"analytics.js","version":"4.1.0"},)" RAPPORT_BENCH_CONSENT R"(},"timestamp":"2026-11-23T12:00:00.000Z"})",
           run.c_str(), (unsigned long long)n, (unsigned long long)user, (unsigned long long)user,
           (unsigned long long)user, (unsigned long long)user, n % 3 ? "basic" : "pro",
           (unsigned long long)(n % 250), locale);
@@ -34,7 +38,7 @@ inline void AppendEvent(std::string* out, const std::string& run, uint64_t n, ui
           R"({"type":"page","messageId":"%s-%llu","anonymousId":"anon-%llu","name":"Product","properties":{"path":"/products/p-%llu",)"
           R"("url":"https://shop.example/products/p-%llu","referrer":"https://search.example/?q=%s","title":"%s p-%llu"},)"
           R"("context":{"ip":"203.0.113.%llu","locale":"%s","userAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",)"
-          R"("library":{"name":"analytics.js","version":"4.1.0"}},"timestamp":"2026-11-23T12:00:01.000Z"})",
+          R"("library":{"name":"analytics.js","version":"4.1.0"},)" RAPPORT_BENCH_CONSENT R"(},"timestamp":"2026-11-23T12:00:01.000Z"})",
           run.c_str(), (unsigned long long)n, (unsigned long long)user, (unsigned long long)(n % 500),
           (unsigned long long)(n % 500), category, category, (unsigned long long)(n % 500),
           (unsigned long long)(n % 250), locale);
@@ -44,7 +48,7 @@ inline void AppendEvent(std::string* out, const std::string& run, uint64_t n, ui
           R"({"type":"track","messageId":"%s-%llu","userId":"user-%llu","event":"%s",)"
           R"("properties":{"product_id":"p-%llu","category":"%s","price":%llu.95,"currency":"EUR","quantity":%llu,"order_id":"o-%llu"},)"
           R"("context":{"ip":"203.0.113.%llu","locale":"%s","userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",)"
-          R"("library":{"name":"analytics.js","version":"4.1.0"},"page":{"path":"/cart"}},"timestamp":"2026-11-23T12:00:02.000Z"})",
+          R"("library":{"name":"analytics.js","version":"4.1.0"},"page":{"path":"/cart"},)" RAPPORT_BENCH_CONSENT R"(},"timestamp":"2026-11-23T12:00:02.000Z"})",
           run.c_str(), (unsigned long long)n, (unsigned long long)user,
           n % 10 == 9 ? "Order Completed" : (n % 2 ? "Product Added" : "Product Viewed"),
           (unsigned long long)(n % 500), category, (unsigned long long)(10 + n % 90),
@@ -68,5 +72,7 @@ inline std::string Batch(const std::string& run, uint64_t first, int count, uint
 }
 
 }  // namespace rapport::bench
+
+#undef RAPPORT_BENCH_CONSENT
 
 #endif  // RAPPORT_BENCH_EVENTS_H_

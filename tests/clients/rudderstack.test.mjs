@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Analytics from '@rudderstack/rudder-sdk-node';
-import { startServer, eventsOf, cleanup } from '../lib/server.mjs';
+import { startServer, eventsOf, cleanup, GRANT_ALL } from '../lib/server.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -18,10 +18,10 @@ test('identify, track, page, screen, group and alias from rudder-sdk-node arrive
   }));
   call('identify', { userId: 'rs-1', anonymousId: 'rs-anon', messageId: 'rs-identify', timestamp: at(1),
     traits: { email: 'bram@example.nl', firstName: 'Bram' }, context: { ip: '198.51.100.7' } });
-  call('track', { userId: 'rs-1', messageId: 'rs-track', timestamp: at(2), event: 'Product Added',
+  call('track', { context: { consent: GRANT_ALL }, userId: 'rs-1', messageId: 'rs-track', timestamp: at(2), event: 'Product Added',
     properties: { sku: 'k-9', price: 12.5, tags: ['sale', 'nieuw'] } });
-  call('page', { userId: 'rs-1', messageId: 'rs-page', timestamp: at(3), category: 'Docs', name: 'Install', properties: { path: '/docs' } });
-  call('screen', { userId: 'rs-1', messageId: 'rs-screen', timestamp: at(4), name: 'Settings' });
+  call('page', { context: { consent: GRANT_ALL }, userId: 'rs-1', messageId: 'rs-page', timestamp: at(3), category: 'Docs', name: 'Install', properties: { path: '/docs' } });
+  call('screen', { context: { consent: GRANT_ALL }, userId: 'rs-1', messageId: 'rs-screen', timestamp: at(4), name: 'Settings' });
   call('group', { userId: 'rs-1', messageId: 'rs-group', timestamp: at(5), groupId: 'team-7', traits: { size: 7 } });
   call('alias', { userId: 'rs-1', previousId: 'rs-anon', messageId: 'rs-alias', timestamp: at(6) });
   await client.flush();

@@ -1,9 +1,10 @@
 // @segment/analytics-node, unmodified, pointed at rapport by changing only its host: every call
-// type arrives with every field intact.
+// type arrives with every field intact. Events carry the person's consent in context.consent, as
+// Segment's consent management sends it; rapport stores nothing a person did not allow.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Analytics } from '@segment/analytics-node';
-import { startServer, eventsOf, cleanup, get } from '../lib/server.mjs';
+import { startServer, eventsOf, cleanup, get, GRANT_ALL } from '../lib/server.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -17,12 +18,12 @@ test('identify, track, page, screen, group and alias from analytics-node arrive 
   const context = { ip: '192.0.2.1', locale: 'nl-NL', campaign: { name: 'spring' } };
   analytics.identify({ userId: 'seg-1', anonymousId: 'seg-anon', messageId: 'seg-identify', timestamp: at(1), context,
     traits: { email: 'ann@example.com', name: 'Ann de Vries', plan: 'pro', logins: 3 } });
-  analytics.track({ userId: 'seg-1', messageId: 'seg-track', timestamp: at(2), event: 'Order Completed',
+  analytics.track({ context: { consent: GRANT_ALL }, userId: 'seg-1', messageId: 'seg-track', timestamp: at(2), event: 'Order Completed',
     properties: { order_id: 'o-1', total: 99.95, currency: 'EUR', products: [{ sku: 'b-1', qty: 2 }] },
     integrations: { All: false, Mixpanel: true } });
-  analytics.page({ userId: 'seg-1', messageId: 'seg-page', timestamp: at(3), category: 'Shop', name: 'Checkout',
+  analytics.page({ context: { consent: GRANT_ALL }, userId: 'seg-1', messageId: 'seg-page', timestamp: at(3), category: 'Shop', name: 'Checkout',
     properties: { url: 'https://shop.example/checkout', referrer: 'https://search.example/' } });
-  analytics.screen({ userId: 'seg-1', messageId: 'seg-screen', timestamp: at(4), name: 'Cart', properties: { items: 2 } });
+  analytics.screen({ context: { consent: GRANT_ALL }, userId: 'seg-1', messageId: 'seg-screen', timestamp: at(4), name: 'Cart', properties: { items: 2 } });
   analytics.group({ userId: 'seg-1', messageId: 'seg-group', timestamp: at(5), groupId: 'acme', traits: { employees: 120 } });
   analytics.alias({ userId: 'seg-1', previousId: 'seg-anon', messageId: 'seg-alias', timestamp: at(6) });
   await analytics.closeAndFlush({ timeout: 20000 });
@@ -63,10 +64,33 @@ test('identify, track, page, screen, group and alias from analytics-node arrive 
   assert.deepEqual((await eventsOf(server, { anonymousId: 'seg-anon' })).map((e) => e.messageId), ['seg-identify']);
 });
 
+test('a refusal sent through analytics-node is kept, and what it refuses is not stored', async () => {
+  const analytics = new Analytics({ writeKey: server.writeKey, host: server.url, flushAt: 1, maxRetries: 2 });
+  const errors = [];
+  analytics.on('error', (e) => errors.push(e));
+  const consent = (analytics) => ({ consent: { categoryPreferences: { Analytics: analytics, Advertising: false } } });
+  // One at a time: each is delivered before the next is made.
+  const track = (message) => new Promise((resolve, reject) => {
+    analytics.track(message, (err) => (err ? reject(err) : resolve()));
+  });
+  await track({ userId: 'seg-no', messageId: 'seg-no-1', event: 'Viewed', context: consent(true) });
+  await track({ userId: 'seg-no', messageId: 'seg-no-2', event: 'Viewed', properties: { item: 'secret-sku' },
+    context: consent(false) });
+  await track({ userId: 'seg-no', messageId: 'seg-no-3', event: 'Viewed', properties: { item: 'secret-sku' } });
+  await analytics.closeAndFlush({ timeout: 20000 });
+  assert.deepEqual(errors, [], 'a refusal is an answer, not an error to retry');
+  const events = await eventsOf(server, { userId: 'seg-no' });
+  assert.deepEqual(events.map((e) => [e.messageId, e.event]),
+    [['seg-no-1', 'Viewed'], ['seg-no-2', 'Consent Changed']]);
+  assert.ok(!JSON.stringify(events).includes('secret-sku'));
+  const metrics = await get(server, '/metrics', { key: null });
+  assert.match(metrics.text, /^rapport_events_refused_total\{reason="consent_denied"\} 2$/m);
+});
+
 test('a retried flush stores nothing twice', async () => {
   const send = async () => {
     const analytics = new Analytics({ writeKey: server.writeKey, host: server.url, flushAt: 50 });
-    for (let i = 0; i < 50; i++) analytics.track({ userId: 'seg-retry', event: 'Viewed', messageId: `seg-retry-${i}` });
+    for (let i = 0; i < 50; i++) analytics.track({ context: { consent: GRANT_ALL }, userId: 'seg-retry', event: 'Viewed', messageId: `seg-retry-${i}` });
     await analytics.closeAndFlush({ timeout: 20000 });
   };
   await send();
@@ -80,9 +104,9 @@ test('a story: two devices browse anonymously, identify on one, buy on the other
   analytics.on('error', (e) => errors.push(e));
   const at = (m) => new Date(Date.UTC(2025, 2, 10, 9, m, 0));
   // Phone and laptop, each anonymous.
-  analytics.page({ anonymousId: 'story-phone', messageId: 'story-1', timestamp: at(1), name: 'Home' });
-  analytics.page({ anonymousId: 'story-laptop', messageId: 'story-2', timestamp: at(2), name: 'Boilers' });
-  analytics.page({ anonymousId: 'story-phone', messageId: 'story-3', timestamp: at(3), name: 'Boiler X200' });
+  analytics.page({ context: { consent: GRANT_ALL }, anonymousId: 'story-phone', messageId: 'story-1', timestamp: at(1), name: 'Home' });
+  analytics.page({ context: { consent: GRANT_ALL }, anonymousId: 'story-laptop', messageId: 'story-2', timestamp: at(2), name: 'Boilers' });
+  analytics.page({ context: { consent: GRANT_ALL }, anonymousId: 'story-phone', messageId: 'story-3', timestamp: at(3), name: 'Boiler X200' });
   await analytics.closeAndFlush({ timeout: 20000 });
   const phoneBefore = await get(server, '/api/v1/profiles/lookup?anonymous_id=story-phone');
   const laptopBefore = await get(server, '/api/v1/profiles/lookup?anonymous_id=story-laptop');
@@ -95,7 +119,7 @@ test('a story: two devices browse anonymously, identify on one, buy on the other
   later.identify({ userId: 'story-ann', anonymousId: 'story-phone', messageId: 'story-4', timestamp: at(4),
     traits: { email: 'Ann.Story@Example.com', name: 'Ann' } });
   later.identify({ userId: 'story-ann', anonymousId: 'story-laptop', messageId: 'story-5', timestamp: at(5) });
-  later.track({ userId: 'story-ann', anonymousId: 'story-laptop', messageId: 'story-6', timestamp: at(6),
+  later.track({ context: { consent: GRANT_ALL }, userId: 'story-ann', anonymousId: 'story-laptop', messageId: 'story-6', timestamp: at(6),
     event: 'Order Completed', properties: { revenue: 1299, currency: 'EUR' } });
   await later.closeAndFlush({ timeout: 20000 });
   assert.deepEqual(errors, []);

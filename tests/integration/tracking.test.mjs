@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { gzipSync } from 'node:zlib';
-import { startServer, post, get, eventsOf, cleanup, basic } from '../lib/server.mjs';
+import { startServer, post, get, eventsOf, cleanup, basic, GRANT_ALL } from '../lib/server.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -33,7 +33,7 @@ test('every tracking endpoint stores its message with the Segment fields', async
   assert.equal(events[4].groupId, 'acme');
   assert.equal(events[5].previousId, 'anon-1');
   for (const e of events) {
-    assert.deepEqual(e.context, { ip: '10.0.0.1' });
+    assert.deepEqual(e.context, { ip: '10.0.0.1', consent: GRANT_ALL });
     assert.deepEqual(e.integrations, { All: true });
     assert.ok(Date.parse(e.receivedAt) > Date.parse('2025-01-01'));
   }
@@ -55,7 +55,7 @@ test('the write key may come in the body, and a wrong key is refused', async () 
 });
 
 test('gzip bodies are read as JSON whatever Content-Type says', async () => {
-  const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'gz', event: 'Zipped', messageId: 'gz-1' }] }));
+  const body = gzipSync(JSON.stringify({ batch: [{ type: 'track', userId: 'gz', event: 'Zipped', messageId: 'gz-1' }], context: { consent: GRANT_ALL } }));
   const r = await post(server, '/v1/batch', body, {
     headers: { 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-www-form-urlencoded' },
   });
@@ -82,8 +82,8 @@ test('clock skew is corrected from sentAt and the batch passes sentAt and contex
   assert.equal(receivedA - Date.parse(a.timestamp), 5000);
   assert.equal(Date.parse(b.receivedAt) - Date.parse(b.timestamp), 1000);
   assert.ok(Math.abs(receivedA - now) < 60e3, 'receivedAt is the server clock');
-  assert.deepEqual(a.context, { library: { name: 'test' }, locale: 'en-GB' });
-  assert.deepEqual(b.context, { library: { name: 'test' }, locale: 'nl-NL' });
+  assert.deepEqual(a.context, { library: { name: 'test' }, locale: 'en-GB', consent: GRANT_ALL });
+  assert.deepEqual(b.context, { library: { name: 'test' }, locale: 'nl-NL', consent: GRANT_ALL });
   assert.equal(a.sentAt, new Date(now + hour).toISOString());
 });
 
@@ -194,7 +194,7 @@ test('one keep-alive connection carries many requests', async () => {
       }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
       req.on('socket', (s) => sockets.add(s));
       req.on('error', reject);
-      req.end(JSON.stringify({ userId: 'ka', event: 'E', messageId: `ka-${i}` }));
+      req.end(JSON.stringify({ userId: 'ka', event: 'E', messageId: `ka-${i}`, context: { consent: GRANT_ALL } }));
     });
     assert.equal(status, 200);
   }

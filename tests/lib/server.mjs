@@ -67,8 +67,24 @@ export async function put(server, path, body, options = {}) {
   return send('PUT', server, path, body, options);
 }
 
+// The consent a site's consent manager sends with every event (docs/consent.md): every purpose
+// of a new workspace granted.
+export const GRANT_ALL = {
+  categoryPreferences: { analytics: true, personalization: true, marketing: true, proactive_service: true, location: true },
+};
+
+// `body` with GRANT_ALL as the context.consent of a tracking request (of its batch's envelope)
+// unless it has one; rapport stores nothing a person did not allow, and these tests are about
+// something else. The consent tests send their own (or pass `consent: false`).
+function withConsent(body) {
+  if (!body || typeof body !== 'object' || body instanceof Uint8Array || Array.isArray(body)) return body;
+  if (body.context?.consent !== undefined) return body;
+  return { ...body, context: { ...(body.context ?? {}), consent: GRANT_ALL } };
+}
+
 // A request with a JSON (or raw) body; the write key as HTTP Basic unless `key` is null.
-async function send(method, server, path, body, { key = server.writeKey, headers = {} } = {}) {
+async function send(method, server, path, body, { key = server.writeKey, headers = {}, consent = true } = {}) {
+  if (consent && path.startsWith('/v1/')) body = withConsent(body);
   const res = await fetch(server.url + path, {
     method,
     headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: basic(key) } : {}), ...headers },

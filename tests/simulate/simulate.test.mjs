@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, tempDir, basic } from '../lib/server.mjs';
+import { startServer, tempDir, basic, GRANT_ALL } from '../lib/server.mjs';
 
 const SIM = process.env.RAPPORT_SIM;
 if (!SIM) throw new Error('RAPPORT_SIM must point at the rapport-sim binary (ctest sets it)');
@@ -62,7 +62,7 @@ test('the simulated clock moves forward only, by an admin key', async () => {
     const sent = await fetch(`${server.url}/v1/track`, {
       method: 'POST',
       headers: { authorization: basic(server.writeKey), 'content-type': 'application/json' },
-      body: JSON.stringify({ userId: 'u1', event: 'Tick', messageId: 'tick-1' }),
+      body: JSON.stringify({ userId: 'u1', event: 'Tick', messageId: 'tick-1', context: { consent: GRANT_ALL } }),
     });
     assert.equal(sent.status, 200);
     const events = await fetch(`${server.url}/api/v1/events?userId=u1`, {

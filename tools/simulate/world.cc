@@ -133,6 +133,11 @@ World::World(WorldOptions options) : options_(options), random_(options.seed) {
                                       : fmt::format("+31 6 {:04} {:04}", n / 10000, n % 10000);
     }
     c.crm_id = fmt::format("crm-{}", Hex(random_.Next(), 10));
+    Random consent(options_.seed * 0x9E3779B97F4A7C15ull + i);
+    c.grants_personalization = consent.Chance(0.8);
+    c.grants_marketing = consent.Chance(0.55);
+    c.grants_proactive_service = consent.Chance(0.7);
+    c.grants_location = consent.Chance(0.3);
     double total = 0;
     for (double& t : c.taste) total += (t = -std::log(1 - random_.Uniform()));  // Dirichlet(1…1)
     for (double& t : c.taste) t /= total;
@@ -247,8 +252,8 @@ namespace {
 
 // The fields every event of a customer's session shares.
 struct SessionContext {
-  const Device* device = nullptr;  // null: a server-side event (no device)
-  std::string locale;
+  const Customer* customer = nullptr;  // whose consent the event carries
+  const Device* device = nullptr;      // null: a server-side event (no device)
   std::optional<std::string> user_id;  // once logged in
 };
 
@@ -259,8 +264,14 @@ json::object Context(const SessionContext& s) {
     ctx["userAgent"] = s.device->kind == "phone" ? "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X)"
                                                  : "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
   }
-  ctx["locale"] = s.locale;
+  const Customer& c = *s.customer;
+  ctx["locale"] = c.locale;
   ctx["library"] = json::object{{"name", "rapport-sim"}, {"version", "1"}};
+  ctx["consent"] = json::object{{"categoryPreferences", json::object{{"analytics", true},
+                                                                     {"personalization", c.grants_personalization},
+                                                                     {"marketing", c.grants_marketing},
+                                                                     {"proactive_service", c.grants_proactive_service},
+                                                                     {"location", c.grants_location}}}};
   return ctx;
 }
 
@@ -276,7 +287,7 @@ void World::Track(std::vector<Event>& out, const Customer& c, base::Micros at, c
                   json::object properties, const Device* device, std::optional<Message> message) {
   json::object event{{"type", "track"}, {"messageId", NextMessageId()}, {"userId", c.user_id},
                      {"event", name}, {"properties", std::move(properties)}};
-  event["context"] = Context(SessionContext{device, c.locale, c.user_id});
+  event["context"] = Context(SessionContext{&c, device, c.user_id});
   event["timestamp"] = base::FormatIso8601(at);
   const uint32_t user = Sent(c, "user_id", c.user_id);
   if (device) Link(c, user, Sent(c, "device_id", device->device_id));
@@ -292,7 +303,7 @@ void World::SendMessage(std::vector<Event>& out, const Customer& c, base::Micros
 
 void World::Session(Customer& c, uint32_t day, base::Micros at, std::vector<Event>& out) {
   const Device& device = devices_[c.devices[random_.Below(c.devices.size())]];
-  SessionContext s{&device, c.locale, std::nullopt};
+  SessionContext s{&c, &device, std::nullopt};
   auto emit = [&](json::object event, const char* kind, bool back_office = false) {
     event["context"] = Context(s);
     if (back_office) {

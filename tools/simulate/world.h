@@ -84,6 +84,14 @@ struct Customer {
   int unresolved_negatives = 0;
   base::Micros last_negative_at = 0;  // the latest bad moment (0: none yet)
   std::optional<uint32_t> churned_on_day;
+  // What the customer answered the site's consent banner, sent with every event in
+  // context.consent.categoryPreferences. Everyone accepts analytics (so the engine stores all of
+  // this world's events); the other purposes vary (drawn apart from the rest of the world, so
+  // adding them changed no other draw).
+  bool grants_personalization = true;
+  bool grants_marketing = false;
+  bool grants_proactive_service = true;
+  bool grants_location = false;
   // A connected boiler: sends telemetry daily and fails on a hidden day.
   std::optional<std::string> boiler_id;
   uint32_t boiler_fails_on_day = 0;

@@ -11,8 +11,10 @@
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
+#include "rapport/base/crypto.h"
 #include "rapport/identity/rules_json.h"
 #include "rapport/profile/json.h"
+#include "rapport/trust/consent_json.h"
 #include "rapport/wire/definition_json.h"
 #include "rapport/wire/json_text.h"
 #include "rapport/wire/segment.h"
@@ -39,6 +41,7 @@ std::string_view OutcomeName(collect::Outcome o) {
     case collect::Outcome::kStored: return "stored";
     case collect::Outcome::kDuplicate: return "duplicate";
     case collect::Outcome::kRejected: return "rejected";
+    case collect::Outcome::kRefused: return "refused";
   }
   return "rejected";
 }
@@ -50,10 +53,13 @@ Response TrackingResponse(const std::vector<collect::MessageResult>& results, bo
     if (r.outcome == collect::Outcome::kRejected) return ErrorResponse(r.error, ErrorShape::kSegment);
     std::string body = "{\"success\":true,\"messageId\":";
     wire::AppendQuoted(&body, r.message_id);
-    body += fmt::format(",\"status\":\"{}\"}}", OutcomeName(r.outcome));
+    body += fmt::format(",\"status\":\"{}\"", OutcomeName(r.outcome));
+    // Refused by the person's consent: handled (a retry would be refused again), so 200.
+    if (r.outcome == collect::Outcome::kRefused) body += ",\"reason\":{" + http::ErrorMembers(r.error) + "}";
+    body += '}';
     return Json(200, std::move(body));
   }
-  size_t counts[3] = {0, 0, 0};
+  size_t counts[4] = {0, 0, 0, 0};
   std::string items;
   for (size_t i = 0; i < results.size(); ++i) {
     const collect::MessageResult& r = results[i];
@@ -64,6 +70,8 @@ Response TrackingResponse(const std::vector<collect::MessageResult>& results, bo
     items += fmt::format(",\"status\":\"{}\"", OutcomeName(r.outcome));
     if (r.outcome == collect::Outcome::kRejected) {
       items += ",\"error\":{" + http::ErrorMembers(r.error) + "}";
+    } else if (r.outcome == collect::Outcome::kRefused) {
+      items += ",\"reason\":{" + http::ErrorMembers(r.error) + "}";
     }
     items += '}';
   }
@@ -78,8 +86,9 @@ Response TrackingResponse(const std::vector<collect::MessageResult>& results, bo
         rejected, results.size());
   }
   return Json(rejected ? 400 : 200,
-              fmt::format("{},\"stored\":{},\"duplicates\":{},\"rejected\":{},\"results\":[{}]}}",
-                          head, counts[0], counts[1], rejected, items));
+              fmt::format("{},\"stored\":{},\"duplicates\":{},\"rejected\":{},\"refused\":{},\"results\":[{}]}}",
+                          head, counts[0], counts[1], rejected, counts[static_cast<int>(collect::Outcome::kRefused)],
+                          items));
 }
 
 absl::Status Unauthenticated(std::string_view code, std::string_view message) {
@@ -269,7 +278,8 @@ absl::StatusOr<Response> FullProfile(const Services& s, store::StateReader& read
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const profile::Definitions> defs,
                            s.profiles->DefinitionsFor(reader, ws));
   RAPPORT_ASSIGN_OR_RETURN(profile::DerivedState derived, profile::Engine::ReadDerived(reader, ws, p.id));
-  return Json(200, profile::ProfileJson(p, requested, *defs, derived, s.profiles->Now()));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, s.profiles->ReadPolicy(reader, ws));
+  return Json(200, profile::ProfileJson(p, requested, *defs, derived, *policy, s.profiles->Now()));
 }
 
 void GetProfile(const Services& s, Request&& req, Responder&& respond) {
@@ -502,6 +512,100 @@ void PutMergeProtection(const Services& s, Request&& req, Responder&& respond) {
       });
 }
 
+// --- Consent (docs/consent.md).
+
+absl::StatusOr<Response> ConsentOf(const Services& s, uint32_t ws, uint64_t id) {
+  auto reader = s.store->NewStateReader();
+  RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, ws, id));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, s.profiles->ReadPolicy(*reader, ws));
+  return Json(200, profile::ConsentJson(p, *policy, s.profiles->Now()));
+}
+
+void GetConsent(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "consent"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    return ConsentOf(s, key.workspace, id);
+  }());
+}
+
+// Records a change of consent as an event of the person (so it is on their timeline, in their
+// export, and replayed like any other), then answers with the consent it leaves.
+void PutConsent(const Services& s, Request&& req, Responder&& respond) {
+  auto prepared = [&]() -> absl::StatusOr<std::pair<uint32_t, wire::TrackingRequest>> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "consent"));
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                             s.profiles->ReadPolicy(*reader, key.workspace));
+    RAPPORT_ASSIGN_OR_RETURN(trust::ConsentUpdate update, trust::ParseConsentUpdate(req.body, *policy));
+    // The event names the person by an identifier the profile holds: its user id, else an
+    // anonymous id (every profile has one of the two: every event does).
+    const identity::Identifier* named = nullptr;
+    for (const profile::IdentityEntry& e : p.identities) {
+      if (e.identifier.type == "user_id") {
+        named = &e.identifier;
+        break;
+      }
+      if (e.identifier.type == "anonymous_id" && !named) named = &e.identifier;
+    }
+    if (!named) {
+      return base::MakeError(absl::StatusCode::kFailedPrecondition, "no_event_identifier",
+                             fmt::format("profile {} has no user id or anonymous id to record the change under",
+                                         p.id));
+    }
+    wire::TrackingRequest request;
+    request.messages.push_back(wire::ParseMessage(trust::ConsentChangeMessage(
+        update, trust::kSourceApi, named->type == "user_id" ? "userId" : "anonymousId", named->value,
+        base::RandomToken("consent-", 12))));
+    return std::pair{key.workspace, std::move(request)};
+  }();
+  if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
+  const uint32_t ws = prepared->first;
+  auto id = ProfileId(req);
+  s.ingestor->Ingest(ws, std::move(prepared->second), collect::Mode::kOwn,
+                     [s, ws, id = *id, respond = std::move(respond)](
+                         absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
+                       if (!results.ok()) return Answer(std::move(respond), results.status());
+                       const collect::MessageResult& r = results->at(0);
+                       if (r.outcome == collect::Outcome::kRejected || r.outcome == collect::Outcome::kRefused) {
+                         return Answer(std::move(respond), r.error);
+                       }
+                       std::move(respond).Later([s, ws, id] {
+                         auto response = ConsentOf(s, ws, id);
+                         return response.ok() ? *std::move(response)
+                                              : ErrorResponse(response.status(), ErrorShape::kNative);
+                       });
+                     });
+}
+
+void GetPurposes(const Services& s, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                             s.profiles->ReadPolicy(*reader, key.workspace));
+    return Json(200, trust::PurposePolicyJson(*policy));
+  }());
+}
+
+void PutPurposes(const Services& s, Request&& req, Responder&& respond) {
+  auto key = RequireScope(s, req, "definitions:write");
+  if (!key.ok()) return Answer(std::move(respond), key.status());
+  auto policy = trust::ParsePurposePolicy(req.body);
+  if (!policy.ok()) return Answer(std::move(respond), policy.status());
+  s.store->RunExclusive(
+      [s, ws = key->workspace, policy = *policy](store::StateTxn& txn) {
+        s.profiles->PutPolicy(txn, ws, policy);
+        return absl::OkStatus();
+      },
+      [policy = *policy, respond = std::move(respond)](absl::Status status) mutable {
+        if (!status.ok()) return Answer(std::move(respond), status);
+        std::move(respond).Later([policy] { return Json(200, trust::PurposePolicyJson(policy)); });
+      });
+}
+
 void WhoAmI(const Services& s, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     auto token = trust::BearerToken(req.authorization);
@@ -630,6 +734,8 @@ std::vector<http::Route> Routes(const Services& s) {
   routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/identities", "profile_identities", GetIdentities));
   routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", GetTimeline));
   routes.push_back(route(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", SplitProfile));
+  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/consent", "profile_consent", GetConsent));
+  routes.push_back(route(Method::kPut, "/api/v1/profiles/{id}/consent", "profile_consent_put", PutConsent));
   auto def_route = [&s](Method method, std::string path, std::string name, const DefinitionRoute& r,
                         void (*fn)(const Services&, const DefinitionRoute&, Request&&, Responder&&)) {
     return http::Route{method, std::move(path), std::move(name),
@@ -655,6 +761,8 @@ std::vector<http::Route> Routes(const Services& s) {
   routes.push_back(route(Method::kGet, "/api/v1/settings/merge-protection", "merge_protection", GetMergeProtection));
   routes.push_back(route(Method::kPut, "/api/v1/settings/merge-protection", "merge_protection_put",
                          PutMergeProtection));
+  routes.push_back(route(Method::kGet, "/api/v1/settings/purposes", "purposes", GetPurposes));
+  routes.push_back(route(Method::kPut, "/api/v1/settings/purposes", "purposes_put", PutPurposes));
   routes.push_back(route(Method::kGet, "/console", "console", ConsoleFile));
   routes.push_back(route(Method::kGet, "/console/{file}", "console_file", ConsoleFile));
   routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",

@@ -315,7 +315,7 @@ int Import(const std::string& data, const std::string& file, const std::string& 
   if (!workspaces.ok()) return Fail(workspaces.status());
   collect::Ingestor ingestor(store->get(), base::RealClock::Get(), nullptr);
 
-  uint64_t counts[3] = {0, 0, 0};
+  uint64_t counts[4] = {0, 0, 0, 0};
   uint64_t line_number = 0;
   // Messages are committed in chunks per workspace; each chunk is one atomic batch.
   std::map<uint32_t, wire::TrackingRequest> pending;
@@ -332,8 +332,9 @@ int Import(const std::string& data, const std::string& file, const std::string& 
     for (size_t i = 0; i < results->size(); ++i) {
       const auto& r = (*results)[i];
       ++counts[static_cast<int>(r.outcome)];
-      if (r.outcome == collect::Outcome::kRejected) {
-        std::fprintf(stderr, "line %lu: %s\n", pending_lines[ws][i],
+      if (r.outcome == collect::Outcome::kRejected || r.outcome == collect::Outcome::kRefused) {
+        std::fprintf(stderr, "line %lu: %s%s\n", pending_lines[ws][i],
+                     r.outcome == collect::Outcome::kRefused ? "refused: " : "",
                      std::string(r.error.message()).c_str());
       }
     }
@@ -368,8 +369,8 @@ int Import(const std::string& data, const std::string& file, const std::string& 
   for (auto& [ws, request] : pending) {
     if (auto st = flush(ws); !st.ok()) return Fail(st);
   }
-  std::fprintf(stderr, "imported %lu lines: %lu stored, %lu duplicate, %lu rejected\n",
-               line_number, counts[0], counts[1], counts[2]);
+  std::fprintf(stderr, "imported %lu lines: %lu stored, %lu duplicate, %lu rejected, %lu refused\n",
+               line_number, counts[0], counts[1], counts[2], counts[3]);
   return counts[2] ? 2 : 0;
 }
 

@@ -76,6 +76,11 @@ absl::StatusOr<store::EventWrite> Ingestor::Prepare(uint32_t workspace,
                               {&m.event, "event"}, {&m.name, "name"}}) {
     RAPPORT_RETURN_IF_ERROR(CheckId(*value, field, limits_.max_id_bytes));
   }
+  if (m.consent_source && mode == Mode::kLive) {
+    return InvalidField("reserved_field", "context.consent.source",
+                        "'context.consent.source' is set by rapport on the consent it records itself "
+                        "(API, preferences page); a tracked event's consent counts as source 'event'");
+  }
   switch (m.type) {
     case wire::EventType::kTrack: RAPPORT_RETURN_IF_ERROR(Require(m.event, "event", type)); break;
     case wire::EventType::kGroup: RAPPORT_RETURN_IF_ERROR(Require(m.group_id, "groupId", type)); break;
@@ -169,6 +174,16 @@ void Ingestor::CountRejected(const absl::Status& error) {
       .Inc();
 }
 
+void Ingestor::CountRefused(const absl::Status& reason) {
+  if (!metrics_) return;
+  metrics_->GetCounter("rapport_events_total", "Events received, by outcome.", {{"outcome", "refused"}}).Inc();
+  metrics_
+      ->GetCounter("rapport_events_refused_total",
+                   "Valid events not stored because the person did not allow them, by reason.",
+                   {{"reason", base::GetErrorDetails(reason).code}})
+      .Inc();
+}
+
 void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mode,
                       IngestCallback done) {
   const base::Micros received_at = clock_->Now();
@@ -226,10 +241,23 @@ void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mo
           return;
         }
         for (size_t k = 0; k < committed->size(); ++k) {
-          const bool stored = (*committed)[k].outcome == store::WriteOutcome::kStored;
-          (*state->results)[state->positions[k]].outcome =
-              stored ? Outcome::kStored : Outcome::kDuplicate;
-          if (stored_) (stored ? stored_ : duplicates_)->Inc();
+          store::EventResult& c = (*committed)[k];
+          MessageResult& result = (*state->results)[state->positions[k]];
+          switch (c.outcome) {
+            case store::WriteOutcome::kStored:
+              result.outcome = Outcome::kStored;
+              if (stored_) stored_->Inc();
+              break;
+            case store::WriteOutcome::kDuplicate:
+              result.outcome = Outcome::kDuplicate;
+              if (duplicates_) duplicates_->Inc();
+              break;
+            case store::WriteOutcome::kRefused:
+              result.outcome = Outcome::kRefused;
+              result.error = std::move(c.reason);
+              CountRefused(result.error);
+              break;
+          }
         }
         std::move(state->done)(std::move(*state->results));
       });

@@ -37,14 +37,22 @@ enum class Mode {
   kLive,
   // Events from `rapport import` of an export: receivedAt and timestamp are kept as exported.
   kImport,
+  // Events rapport makes itself (the consent API, the preferences page): as kLive, and they may
+  // carry context.consent.source, which clients may not set.
+  kOwn,
 };
 
-enum class Outcome { kStored, kDuplicate, kRejected };
+enum class Outcome {
+  kStored,
+  kDuplicate,
+  kRejected,  // invalid: the client must change it
+  kRefused,   // valid, but the person did not allow its purpose (docs/consent.md)
+};
 
 struct MessageResult {
   std::string message_id;  // as sent, or generated when the message had none
   Outcome outcome = Outcome::kRejected;
-  absl::Status error;  // why, when kRejected (with base::ErrorDetails)
+  absl::Status error;  // why, when kRejected or kRefused (with base::ErrorDetails)
 };
 
 // Called once: with one result per message, or with the store's error (Unavailable when it
@@ -66,6 +74,7 @@ class Ingestor {
 
  private:
   void CountRejected(const absl::Status& error);
+  void CountRefused(const absl::Status& reason);
 
   store::Store* store_;
   const base::Clock* clock_;

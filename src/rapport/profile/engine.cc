@@ -13,6 +13,7 @@
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
 #include "rapport/identity/rules_json.h"
+#include "rapport/trust/consent_json.h"
 #include "rapport/wire/event_facts.h"
 
 namespace rapport::profile {
@@ -88,11 +89,21 @@ class Engine::Run {
     return Load(*pid);
   }
 
+  // Consent for a live event: its purpose in, the refusal out (OK when admitted).
+  struct Admission {
+    std::string_view purpose;
+    absl::Status refused;
+  };
+
   // Applies one event; returns the profile it now belongs to (0: it names nobody).
-  // `observed`: as ObserveEvent's.
+  // `observed`: as ObserveEvent's. With `admission` (a live event whose purpose is not
+  // `necessary`), first checks that the person the event names — the profiles it would join,
+  // with the event's own choices — granted the purpose; if not, writes nothing, sets
+  // admission->refused and returns 0.
   absl::StatusOr<uint64_t> ApplyEvent(const wire::EventFacts& f, base::Micros ts, uint64_t seq,
                                       bool allow_rebuild,
-                                      const std::vector<std::optional<Observation>>* observed = nullptr);
+                                      const std::vector<std::optional<Observation>>* observed = nullptr,
+                                      Admission* admission = nullptr);
 
   // Rebuilds `closure` from its stored events plus `extra` (an event being applied now);
   // returns the profile the extra event now belongs to (0 without one).
@@ -522,6 +533,7 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
   target->blocked_total += q->blocked_total;
   for (const Identifier& c : q->conflicts) target->AddConflict(c);
   for (const Trait& t : q->traits) target->SetTrait(t.name, t.json, t.set_by);
+  target->consents.Merge(q->consents);
   target->first = std::min(target->first, q->first);
   target->last = std::max(target->last, q->last);
   target->event_count += q->event_count;
@@ -570,11 +582,25 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
 
 absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base::Micros ts,
                                                  uint64_t seq, bool allow_rebuild,
-                                                 const std::vector<std::optional<Observation>>* observed) {
+                                                 const std::vector<std::optional<Observation>>* observed,
+                                                 Admission* admission) {
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules_of_ws,
                            engine_.RulesFor(txn_, ws_));
   const identity::MergeRules& rules = *rules_of_ws;
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, engine_.PolicyFor(txn_, ws_));
   const OrderKey key{ts, f.message_id};
+  const std::vector<std::pair<std::string, trust::Choice>> choices = trust::ChoicesOf(f, ts, *policy);
+  // Whether the person `profiles` make up, with this event's choices, granted the purpose.
+  auto admitted = [&](const std::vector<uint64_t>& profiles) -> absl::StatusOr<bool> {
+    trust::ConsentSet consents;
+    for (uint64_t id : profiles) {
+      RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
+      if (r) consents.Merge(r->consents);
+    }
+    for (const auto& [purpose, choice] : choices) consents.Record(purpose, choice);
+    admission->refused = trust::Permits(consents, admission->purpose, *policy, now_);
+    return admission->refused.ok();
+  };
 
   // Normalise; a value that identifies nobody is recorded on the profile, not linked.
   std::vector<Identifier> ids;
@@ -597,6 +623,10 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
     take({as_user ? "user_id" : "anonymous_id", f.previous_id, "previousId"});
   }
   if (ids.empty()) {
+    if (admission) {
+      RAPPORT_ASSIGN_OR_RETURN(bool ok, admitted({}));
+      if (!ok) return 0;
+    }
     if (engine_.unattributed_ && !replaying_) engine_.unattributed_->Inc();
     return 0;
   }
@@ -620,6 +650,11 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   };
   identity::LinkPlan plan = identity::PlanLink(ids, rules, separations_, profile_of);
   RAPPORT_RETURN_IF_ERROR(lookup_error);
+  if (admission) {
+    // Nothing is written before this point.
+    RAPPORT_ASSIGN_OR_RETURN(bool ok, admitted(plan.profiles));
+    if (!ok) return 0;
+  }
 
   std::vector<uint64_t> involved = plan.profiles;
   for (const identity::Dropped& d : plan.dropped) {
@@ -718,6 +753,7 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   if (f.type == wire::EventType::kIdentify) {
     for (const auto& [name, json] : f.traits) changed.traits |= target->SetTrait(name, json, key);
   }
+  for (const auto& [purpose, choice] : choices) target->consents.Record(purpose, choice);
   if (!defs_.computed().empty()) ObserveEvent(target, f, key, observed);
   target->first = std::min(target->first, key);
   target->last = std::max(target->last, key);
@@ -894,16 +930,31 @@ absl::StatusOr<const identity::Separations*> Engine::SeparationsOf(store::StateT
   return &separations_.emplace(ws, std::move(loaded)).first->second;
 }
 
-absl::Status Engine::Apply(const store::EventWrite& event, uint64_t seq,
-                           const store::PreparedEvent& prepared, store::StateTxn& state) {
+absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uint64_t seq,
+                                             const store::PreparedEvent& prepared, store::StateTxn& state) {
   RAPPORT_ASSIGN_OR_RETURN(const identity::Separations* separations, SeparationsOf(state, event.workspace));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, event.workspace));
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, PolicyFor(state, event.workspace));
   Run run(*this, state, event.workspace, *separations, *defs, seq);
   const Prepared& p = static_cast<const Prepared&>(prepared);
   // Observed against other definitions (changed since): the writer observes again.
   const auto* observed = p.defs == defs ? &p.observations : nullptr;
-  RAPPORT_RETURN_IF_ERROR(run.ApplyEvent(p.facts, event.timestamp, seq, true, observed).status());
-  return run.Flush();
+  Run::Admission admission{policy->PurposeOf(p.facts.type, p.facts.event), absl::OkStatus()};
+  const bool necessary = admission.purpose == trust::kNecessary;
+  RAPPORT_RETURN_IF_ERROR(
+      run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, necessary ? nullptr : &admission).status());
+  if (admission.refused.ok()) {
+    RAPPORT_RETURN_IF_ERROR(run.Flush());
+    return store::Verdict{};
+  }
+  // Refused. The choices it carried are kept all the same — a withdrawal must hold even when
+  // the event that says it is not stored — as its consent record, which is all that is stored.
+  if (trust::ChoicesOf(p.facts, event.timestamp, *policy).empty()) return store::Verdict{std::move(admission.refused)};
+  std::string record = wire::ConsentRecordOf(event.payload);
+  RAPPORT_ASSIGN_OR_RETURN(wire::EventFacts facts, wire::ReadEventFacts(record));
+  RAPPORT_RETURN_IF_ERROR(run.ApplyEvent(facts, event.timestamp, seq, true).status());
+  RAPPORT_RETURN_IF_ERROR(run.Flush());
+  return store::Verdict{std::move(admission.refused), std::move(record)};
 }
 
 void Engine::AfterGroup(bool committed) {
@@ -913,6 +964,7 @@ void Engine::AfterGroup(bool committed) {
   base::MutexLock lock(&mu_);
   definitions_.clear();
   rules_.clear();
+  policies_.clear();
 }
 
 absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::ReadRules(store::StateReader& state,
@@ -936,6 +988,36 @@ absl::StatusOr<std::shared_ptr<const identity::MergeRules>> Engine::RulesFor(sto
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, ReadRules(state, ws));
   base::MutexLock lock(&mu_);
   return rules_.try_emplace(ws, std::move(rules)).first->second;
+}
+
+absl::StatusOr<std::shared_ptr<const trust::PurposePolicy>> Engine::ReadPolicy(store::StateReader& state,
+                                                                                uint32_t ws) const {
+  {
+    base::MutexLock lock(&mu_);
+    auto it = policies_.find(ws);
+    if (it != policies_.end()) return it->second;
+  }
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(PurposePolicyKey(ws)));
+  if (!stored) return std::make_shared<const trust::PurposePolicy>(trust::PurposePolicy::Defaults());
+  auto parsed = trust::ParsePurposePolicy(*stored, /*ignore_unknown=*/true);
+  if (!parsed.ok()) {
+    return absl::DataLossError(fmt::format("the purpose settings of workspace {} cannot be read: {}", ws,
+                                           base::AsStd(parsed.status().message())));
+  }
+  return std::make_shared<const trust::PurposePolicy>(*std::move(parsed));
+}
+
+absl::StatusOr<std::shared_ptr<const trust::PurposePolicy>> Engine::PolicyFor(store::StateTxn& state,
+                                                                               uint32_t ws) {
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, ReadPolicy(state, ws));
+  base::MutexLock lock(&mu_);
+  return policies_.try_emplace(ws, std::move(policy)).first->second;
+}
+
+void Engine::PutPolicy(store::StateTxn& state, uint32_t ws, const trust::PurposePolicy& policy) {
+  state.Put(PurposePolicyKey(ws), trust::PurposePolicyJson(policy));
+  base::MutexLock lock(&mu_);
+  policies_[ws] = std::make_shared<const trust::PurposePolicy>(policy);
 }
 
 void Engine::PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules) {

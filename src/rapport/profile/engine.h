@@ -41,6 +41,7 @@
 #include "rapport/profile/derived.h"
 #include "rapport/profile/record.h"
 #include "rapport/store/store.h"
+#include "rapport/trust/consent.h"
 
 namespace rapport::profile {
 
@@ -98,8 +99,10 @@ class Engine final : public store::CommitHook {
   // store::CommitHook.
   absl::StatusOr<std::unique_ptr<store::PreparedEvent>> Prepare(
       const store::EventWrite& event) const override;
-  absl::Status Apply(const store::EventWrite& event, uint64_t seq,
-                     const store::PreparedEvent& prepared, store::StateTxn& state) override;
+  // Refuses an event whose purpose the person has not granted (trust/consent.h), storing its
+  // consent record instead when it carried choices.
+  absl::StatusOr<store::Verdict> Apply(const store::EventWrite& event, uint64_t seq,
+                                       const store::PreparedEvent& prepared, store::StateTxn& state) override;
   void AfterGroup(bool committed) override;
 
   // Reads. `id` may be a profile that was merged into another: the live one is returned
@@ -178,6 +181,13 @@ class Engine final : public store::CommitHook {
   // event on; profiles already linked stay as they are (a split undoes a merge).
   void PutRules(store::StateTxn& state, uint32_t ws, const identity::MergeRules& rules);
 
+  // --- Purposes per workspace (docs/consent.md).
+  // The purposes of `ws` as committed (PurposePolicy::Defaults() if it has none). Any thread.
+  absl::StatusOr<std::shared_ptr<const trust::PurposePolicy>> ReadPolicy(store::StateReader& state,
+                                                                         uint32_t ws) const;
+  // Writer thread (RunExclusive): sets them; they decide every event from the next one on.
+  void PutPolicy(store::StateTxn& state, uint32_t ws, const trust::PurposePolicy& policy);
+
   base::Micros Now() const { return options_.clock->Now(); }
 
  private:
@@ -188,6 +198,8 @@ class Engine final : public store::CommitHook {
   // Writer thread: ReadRules, keeping what it read for the next events (only the writer fills
   // the copy, so a reader's older snapshot cannot put stale rules in it).
   absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateTxn& state, uint32_t ws);
+  // Writer thread: ReadPolicy, kept likewise.
+  absl::StatusOr<std::shared_ptr<const trust::PurposePolicy>> PolicyFor(store::StateTxn& state, uint32_t ws);
   absl::StatusOr<Job> QueueJob(store::StateTxn& state, uint32_t ws, DefinitionKind kind,
                                const std::string& name, uint64_t version);
   // The job's computed trait is no longer being backfilled.
@@ -211,6 +223,8 @@ class Engine final : public store::CommitHook {
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Definitions>> definitions_
       ABSL_GUARDED_BY(mu_);
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const identity::MergeRules>> rules_
+      ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const trust::PurposePolicy>> policies_
       ABSL_GUARDED_BY(mu_);
   base::Counter* merges_ = nullptr;
   base::Counter* blocked_ = nullptr;

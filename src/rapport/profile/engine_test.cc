@@ -13,6 +13,7 @@
 #include "rapport/base/error.h"
 #include "rapport/base/endian.h"
 #include "rapport/identity/rules_json.h"
+#include "rapport/trust/consent.h"
 #include "tests/lib/temp_dir.h"
 
 namespace rapport::profile {
@@ -26,8 +27,18 @@ struct Ev {
   std::string json;  // the stored event JSON
 };
 
-// A stored event JSON with the given members (`extra` is `"k":v,...` or "").
-Ev Make(std::string id, base::Micros ts, std::string type, std::string extra) {
+// A stored event JSON with the given members (`extra` is `"k":v,...` or ""). Unless `consent`
+// is false, a track, page or screen event carries the person's grant of analytics, its purpose
+// (as a site with a consent manager sends it); the consent tests below set their own.
+Ev Make(std::string id, base::Micros ts, std::string type, std::string extra, bool consent = true) {
+  if (consent && (type == "track" || type == "page" || type == "screen")) {
+    constexpr std::string_view kGrant = R"("consent":{"categoryPreferences":{"analytics":true}})";
+    if (auto at = extra.find(R"("context":{)"); at != std::string::npos) {
+      extra.insert(at + 11, std::string(kGrant) + ",");
+    } else {
+      extra += fmt::format(R"({}"context":{{{}}})", extra.empty() ? "" : ",", kGrant);
+    }
+  }
   std::string json = fmt::format(R"({{"type":"{}","messageId":"{}"{}{}}})", type, id,
                                  extra.empty() ? "" : ",", extra);
   return {std::move(id), ts, std::move(json)};
@@ -54,6 +65,27 @@ class Harness {
     }
     auto r = store_->CommitEventsAndWait(std::move(writes));
     ASSERT_TRUE(r.ok()) << r.status();
+    last_results_ = *std::move(r);
+  }
+  // The store's results of the last Send.
+  const std::vector<store::EventResult>& results() const { return last_results_; }
+  // "purpose=state@messageId,…" of a profile's recorded choices.
+  std::string Consent(const ProfileRecord& r) {
+    std::string out;
+    for (const auto& [purpose, c] : r.consents.choices()) {
+      out += fmt::format("{}={}@{},", purpose, trust::ConsentStateName(c.state), c.message_id);
+    }
+    return out;
+  }
+  // The stored payload of every event, by messageId.
+  std::map<std::string, std::string> StoredEvents() {
+    std::map<std::string, std::string> out;
+    EXPECT_TRUE(store_->ScanEvents(0, [&](const store::StoredEvent& e) {
+      auto at = e.payload.find("\"messageId\":\"");
+      out[e.payload.substr(at + 13, e.payload.find('"', at + 13) - at - 13)] = e.payload;
+      return true;
+    }).ok());
+    return out;
   }
   absl::StatusOr<ProfileRecord> Lookup(std::string type, std::string value, uint32_t ws = kWs) {
     auto reader = store_->NewStateReader();
@@ -101,8 +133,9 @@ class Harness {
       std::sort(events.begin(), events.end());
       std::string traits;
       for (const auto& t : r.traits) traits += t.name + "=" + t.json + ";";
-      out.insert(fmt::format("{} | {} | {} | {},{},{} | {}", fmt::join(idents, ","), fmt::join(events, ","),
-                             traits, r.first.message_id, r.last.message_id, r.event_count, Derived(id)));
+      out.insert(fmt::format("{} | {} | {} | {},{},{} | {} | {}", fmt::join(idents, ","), fmt::join(events, ","),
+                             traits, r.first.message_id, r.last.message_id, r.event_count, Derived(id),
+                             Consent(r)));
     }
     return out;
   }
@@ -196,6 +229,7 @@ class Harness {
   testing::TempDir dir_;
   Engine engine_;
   std::unique_ptr<store::Store> store_;
+  std::vector<store::EventResult> last_results_;
 };
 
 TEST(Engine, DevicesOfOnePersonBecomeOneProfileWithEveryEvent) {
@@ -417,6 +451,107 @@ TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {
     later.RunJobs(4);
     ASSERT_EQ(first.Canon(), later.Canon()) << "round " << round << " (backfilled)";
   }
+}
+
+std::string ReasonOf(const store::EventResult& r) { return base::GetErrorDetails(r.reason).code; }
+
+TEST(Engine, AnEventIsStoredOnlyWithConsentForItsPurpose) {
+  Harness h;
+  // No consent: analytics is refused, nothing is stored and nobody is created.
+  h.Send({Make("t1", 100, "track", R"("userId":"ann","event":"Viewed")", /*consent=*/false)});
+  ASSERT_EQ(h.results()[0].outcome, store::WriteOutcome::kRefused);
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_missing");
+  EXPECT_EQ(base::GetErrorDetails(h.results()[0].reason).field, "analytics");
+  EXPECT_EQ(h.Lookup("user_id", "ann").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(h.StoredEvents().empty());
+
+  // identify is necessary: stored without consent.
+  h.Send({Make("i1", 200, "identify", R"("userId":"ann","traits":{"name":"Ann"})")});
+  EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kStored);
+  // The grant comes with the event (Segment's consent) and lets it in.
+  h.Send({Make("t2", 300, "track", R"("userId":"ann","event":"Viewed")")});
+  EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kStored);
+  EXPECT_EQ(h.Consent(*h.Lookup("user_id", "ann")), "analytics=granted@t2,");
+
+  // A withdrawal on an event: the event is refused, its consent record is stored instead (the
+  // choice must hold even though the event does not), with nothing else of the event.
+  h.Send({Make("t3", 400, "track",
+               R"("userId":"ann","event":"Viewed","properties":{"item":"shoes"},)"
+               R"("context":{"consent":{"categoryPreferences":{"Analytics":false}},"ip":"10.0.0.1"})",
+               /*consent=*/false)});
+  ASSERT_EQ(h.results()[0].outcome, store::WriteOutcome::kRefused);
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  EXPECT_NE(h.results()[0].seq, 0u);
+  const std::string record = h.StoredEvents()["t3"];
+  EXPECT_NE(record.find(R"("event":"Consent Changed")"), std::string::npos) << record;
+  EXPECT_EQ(record.find("shoes"), std::string::npos) << record;
+  EXPECT_EQ(record.find("10.0.0.1"), std::string::npos) << record;
+  auto ann = *h.Lookup("user_id", "ann");
+  EXPECT_EQ(h.Consent(ann), "analytics=denied@t3,");
+  EXPECT_EQ(h.TimelineIds(ann.id), (std::vector<std::string>{"i1", "t2", "t3"}));
+
+  // From the next event on, nothing of that purpose gets in; with no choices on it, nothing at
+  // all is stored.
+  h.Send({Make("t4", 500, "track", R"("userId":"ann","event":"Viewed")", /*consent=*/false)});
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  EXPECT_EQ(h.results()[0].seq, 0u);
+  EXPECT_FALSE(h.StoredEvents().contains("t4"));
+  // An older grant arriving late does not undo the newer refusal.
+  h.Send({Make("t0", 350, "track", R"("userId":"ann","event":"Viewed")")});
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  // The person's own newer choice does.
+  h.Send({Make("t5", 600, "track", R"("userId":"ann","event":"Viewed")")});
+  EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kStored);
+  EXPECT_EQ(h.Consent(*h.Lookup("user_id", "ann")), "analytics=granted@t5,");
+}
+
+TEST(Engine, ALinkingEventIsJudgedOnThePersonItsProfilesMakeUp) {
+  Harness h;
+  // The phone granted analytics; ann (on her laptop) refused it later.
+  h.Send({Make("p1", 100, "page", R"("anonymousId":"phone","name":"Home")")});
+  h.Send({Make("i1", 150, "identify", R"("userId":"ann")")});
+  h.Send({Make("p2", 200, "page",
+               R"("userId":"ann","name":"Home","context":{"consent":{"categoryPreferences":{"analytics":false}}})",
+               false)});
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  // An event that links the phone to ann, without choices of its own: the person's latest
+  // choice (ann's refusal) decides, and it is refused.
+  h.Send({Make("p3", 300, "page", R"("userId":"ann","anonymousId":"phone","name":"Cart")", false)});
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  // A necessary event links them: the merged profile keeps the latest choice.
+  h.Send({Make("i2", 400, "identify", R"("userId":"ann","anonymousId":"phone")")});
+  auto ann = *h.Lookup("user_id", "ann");
+  EXPECT_EQ(ann.id, h.Lookup("anonymous_id", "phone")->id);
+  EXPECT_EQ(h.Consent(ann), "analytics=denied@p2,");
+}
+
+// The same choices, arriving in either order over two profiles that merge, leave the same
+// consent (the latest choice per purpose by event time).
+TEST(Engine, MergedConsentDoesNotDependOnArrivalOrder) {
+  auto events = [] {
+    return std::vector<Ev>{
+        Make("a", 100, "page",
+             R"("anonymousId":"phone","name":"x","context":{"consent":{"categoryPreferences":{"marketing":true,"analytics":true}}})",
+             false),
+        Make("b", 200, "identify",
+             R"("userId":"ann","context":{"consent":{"categoryPreferences":{"marketing":false,"location":true}}})"),
+        Make("c", 300, "identify", R"("userId":"ann","anonymousId":"phone")"),
+        Make("d", 50, "identify",
+             R"("anonymousId":"phone","context":{"consent":{"purposes":{"location":false,"marketing":true}}})"),
+    };
+  };
+  std::string expected;
+  std::vector<Ev> order = events();
+  std::sort(order.begin(), order.end(), [](const Ev& x, const Ev& y) { return x.message_id < y.message_id; });
+  do {
+    Harness h;
+    for (const Ev& e : order) h.Send({e});
+    const std::string got = h.Consent(*h.Lookup("user_id", "ann"));
+    if (expected.empty()) expected = got;
+    EXPECT_EQ(got, expected);
+  } while (std::next_permutation(order.begin(), order.end(),
+                                 [](const Ev& x, const Ev& y) { return x.message_id < y.message_id; }));
+  EXPECT_EQ(expected, "analytics=granted@a,location=granted@b,marketing=denied@b,");
 }
 
 constexpr base::Micros kDay = base::kMicrosPerDay;

@@ -33,7 +33,7 @@ void AppendIdentifier(std::string* out, const identity::Identifier& id) {
 }  // namespace
 
 std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
-                        const DerivedState& derived, base::Micros now) {
+                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now) {
   std::string out = "{\"id\":" + Id(p.id);
   if (requested != p.id) out += ",\"merged_from\":" + Id(requested);
   out += ",\"identifiers\":[";
@@ -69,8 +69,45 @@ std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Defini
     AppendQuoted(&out, m.segment);
     out += ",\"entered_at\":" + Time(m.entered_at) + "}";
   }
-  out += fmt::format("],\"first_seen\":{},\"last_seen\":{},\"event_count\":{},\"blocked_links\":{}}}",
+  out += "],\"consent\":{";
+  first = true;
+  for (const auto& [purpose, benefit] : policy.purposes) {
+    if (!first) out += ',';
+    first = false;
+    AppendQuoted(&out, purpose);
+    out += ':';
+    AppendQuoted(&out, trust::ConsentStateName(trust::StateOf(p.consents, purpose, policy, now)));
+  }
+  out += fmt::format("}},\"first_seen\":{},\"last_seen\":{},\"event_count\":{},\"blocked_links\":{}}}",
                      Time(p.first.timestamp), Time(p.last.timestamp), p.event_count, p.blocked_total);
+  return out;
+}
+
+std::string ConsentJson(const ProfileRecord& p, const trust::PurposePolicy& policy, base::Micros now) {
+  std::string out = "{\"profile_id\":" + Id(p.id) + ",\"purposes\":{";
+  bool first = true;
+  for (const auto& [purpose, benefit] : policy.purposes) {
+    if (!first) out += ',';
+    first = false;
+    AppendQuoted(&out, purpose);
+    out += ":{\"state\":";
+    AppendQuoted(&out, trust::ConsentStateName(trust::StateOf(p.consents, purpose, policy, now)));
+    if (const trust::Choice* c = p.consents.Find(purpose)) {
+      // The recorded choice (an expired grant shows its state "unknown" above and its time here).
+      out += ",\"choice\":";
+      AppendQuoted(&out, trust::ConsentStateName(c->state));
+      out += ",\"at\":" + Time(c->at) + ",\"source\":";
+      AppendQuoted(&out, c->source);
+      out += ",\"text_version\":";
+      AppendOrNull(&out, c->text_version);
+      out += ",\"event\":";
+      AppendQuoted(&out, c->message_id);
+    }
+    out += ",\"benefit\":";
+    AppendQuoted(&out, benefit);
+    out += '}';
+  }
+  out += "}}";
   return out;
 }
 

@@ -18,10 +18,14 @@
 namespace rapport::profile {
 
 // GET /api/v1/profiles/{id}: identifiers, traits, computed traits (their values at `now`),
-// segments, first/last seen. `requested` is the id that was asked for (shown as merged_from
-// when the profile was merged into `p`).
+// segments, the state of each purpose, first/last seen. `requested` is the id that was asked
+// for (shown as merged_from when the profile was merged into `p`).
 std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
-                        const DerivedState& derived, base::Micros now);
+                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now);
+
+// GET and PUT /api/v1/profiles/{id}/consent: every purpose of the workspace with its state at
+// `now`, the recorded choice (time, source, text version, event) and what it gives the person.
+std::string ConsentJson(const ProfileRecord& p, const trust::PurposePolicy& policy, base::Micros now);
 
 // A definition as the API shows it: its spec, version, times and backfill job.
 std::string DefinitionJson(const StoredDefinition& d, const std::optional<Job>& job);

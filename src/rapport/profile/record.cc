@@ -9,7 +9,8 @@
 namespace rapport::profile {
 namespace {
 
-constexpr uint8_t kRecordVersion = 1;
+// Version 2 added consents; version 1 records (none) are still read.
+constexpr uint8_t kRecordVersion = 2;
 
 uint64_t Ordered(base::Micros t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
 base::Micros FromOrdered(uint64_t v) { return static_cast<base::Micros>(v ^ (1ULL << 63)); }
@@ -139,6 +140,15 @@ std::string EncodeProfile(const ProfileRecord& p) {
     w.Bytes(t.json);
     PutKey(w, t.set_by);
   });
+  w.Varint(p.consents.choices().size());
+  for (const auto& [purpose, c] : p.consents.choices()) {
+    w.Bytes(purpose);
+    w.U8(static_cast<uint8_t>(c.state));
+    w.Signed(c.at);
+    w.Bytes(c.message_id);
+    w.Bytes(c.source);
+    w.Bytes(c.text_version);
+  }
   return std::move(w).Finish();
 }
 
@@ -147,7 +157,9 @@ std::optional<ProfileRecord> DecodeProfile(uint64_t id, std::string_view bytes) 
   ProfileRecord p;
   p.id = id;
   uint8_t version;
-  if (!r.U8(&version) || version != kRecordVersion || !r.Varint(&p.merged_into)) return std::nullopt;
+  if (!r.U8(&version) || version < 1 || version > kRecordVersion || !r.Varint(&p.merged_into)) {
+    return std::nullopt;
+  }
   if (p.merged_into) return r.done() ? std::optional(std::move(p)) : std::nullopt;
   bool ok = GetKey(r, &p.first) && GetKey(r, &p.last) && r.Varint(&p.event_count) &&
             GetList(r, &p.identities,
@@ -170,6 +182,19 @@ std::optional<ProfileRecord> DecodeProfile(uint64_t id, std::string_view bytes) 
             GetList(r, &p.traits, [&](Trait& t) {
               return r.Bytes(&t.name) && r.Bytes(&t.json) && GetKey(r, &t.set_by);
             });
+  if (ok && version >= 2) {
+    uint64_t n;
+    ok = r.Varint(&n) && n <= trust::kMaxPurposes;
+    for (uint64_t i = 0; ok && i < n; ++i) {
+      std::string purpose;
+      trust::Choice c;
+      uint8_t state;
+      ok = r.Bytes(&purpose) && r.U8(&state) && state >= 1 && state <= 2 && r.Signed(&c.at) &&
+           r.Bytes(&c.message_id) && r.Bytes(&c.source) && r.Bytes(&c.text_version);
+      c.state = static_cast<trust::ConsentState>(state);
+      if (ok) p.consents.Record(purpose, c);
+    }
+  }
   if (!ok || !r.done()) return std::nullopt;
   return p;
 }
@@ -198,6 +223,7 @@ std::string TimelineKey(uint32_t ws, uint64_t id, base::Micros ts, uint64_t seq)
 std::string NextIdKey(uint32_t ws) { return WsKey('n', ws); }
 std::string SeparationPrefix(uint32_t ws) { return WsKey('x', ws); }
 std::string MergeRulesKey(uint32_t ws) { return WsKey('r', ws); }
+std::string PurposePolicyKey(uint32_t ws) { return WsKey('P', ws); }
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id) { return IdKey('x', ws, id); }
 
 std::optional<uint64_t> DecodeProfileId(std::string_view value) {

@@ -16,6 +16,7 @@
 
 #include "rapport/base/time.h"
 #include "rapport/identity/identifier.h"
+#include "rapport/trust/consent.h"
 
 namespace rapport::profile {
 
@@ -71,6 +72,9 @@ struct ProfileRecord {
   // are rebuilt together when an event arrives out of order (at most kMaxConflicts).
   std::vector<identity::Identifier> conflicts;
   std::vector<Trait> traits;  // sorted by name
+  // The person's latest explicit choice per purpose (trust/consent.h): from the events'
+  // context.consent, the consent API and the preferences page, which all arrive as events.
+  trust::ConsentSet consents;
 
   static constexpr size_t kMaxHistory = 100;
   static constexpr size_t kMaxConflicts = 64;
@@ -95,6 +99,7 @@ std::string TimelineKey(uint32_t ws, uint64_t id, base::Micros ts, uint64_t seq)
 std::string NextIdKey(uint32_t ws);                                       // 'n' ws
 std::string SeparationPrefix(uint32_t ws);                                // 'x' ws
 std::string MergeRulesKey(uint32_t ws);                                   // 'r' ws → rules JSON
+std::string PurposePolicyKey(uint32_t ws);                                // 'P' ws → purposes JSON
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id);
 
 // Decoders for the parts of keys and values above.

@@ -279,6 +279,8 @@ class GroupTxn final : public StateTxn {
 
   // An event of the group, for ReadEvent while the group is applied.
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
+  // An event the hook refused: it is not stored, and its seq goes to the next one.
+  void RemoveEvent(uint64_t seq) { group_events_.erase(seq); }
   // Once the group is applied: the committer frees its events after answering their requests.
   void DropEvents() { group_events_.clear(); }
   bool empty() const { return overlay_.empty(); }
@@ -582,15 +584,33 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
           status = FromRocks(gs, "reading the deduplication record");
           break;
         }
-        const uint64_t s = seq++;
-        a.stored.push_back({static_cast<uint32_t>(r), static_cast<uint32_t>(i), s});
-        a.seen.emplace(std::move(dkey), s);
-        a.results[r].push_back({WriteOutcome::kStored, s});
+        const uint64_t s = seq;
         if (options.hook) {
           a.txn->AddEvent(s, &e);
-          status = options.hook->Apply(e, s, *p.prepared[i], *a.txn);
-          if (!status.ok()) break;
+          absl::StatusOr<Verdict> verdict = options.hook->Apply(e, s, *p.prepared[i], *a.txn);
+          if (!verdict.ok()) {
+            status = verdict.status();
+            break;
+          }
+          if (!verdict->refused.ok()) {
+            if (verdict->stored_instead.empty()) {
+              a.txn->RemoveEvent(s);
+              a.results[r].push_back({WriteOutcome::kRefused, 0, std::move(verdict->refused)});
+              continue;
+            }
+            // Stored in its reduced form: the group's readers and the batch see that one.
+            p.events[i].payload = std::move(verdict->stored_instead);
+            p.values[i] = EventValue(p.events[i]);
+            a.results[r].push_back({WriteOutcome::kRefused, s, std::move(verdict->refused)});
+          } else {
+            a.results[r].push_back({WriteOutcome::kStored, s});
+          }
+        } else {
+          a.results[r].push_back({WriteOutcome::kStored, s});
         }
+        ++seq;
+        a.stored.push_back({static_cast<uint32_t>(r), static_cast<uint32_t>(i), s});
+        a.seen.emplace(std::move(dkey), s);
       }
     }
   }

@@ -90,11 +90,19 @@ struct EventWrite {
   std::string payload;
 };
 
-enum class WriteOutcome { kStored, kDuplicate };
+enum class WriteOutcome {
+  kStored,
+  kDuplicate,
+  // The hook refused the event (CommitHook::Apply's Verdict): it is not stored as sent.
+  kRefused,
+};
 
 struct EventResult {
   WriteOutcome outcome;
-  uint64_t seq;  // arrival sequence number: of this event, or of the original for a duplicate
+  // Arrival sequence number: of this event, or of the original for a duplicate; for a refused
+  // event, of what was stored instead (0 if nothing was).
+  uint64_t seq;
+  absl::Status reason = {};  // why, for kRefused
 };
 
 struct StoredEvent {
@@ -139,6 +147,18 @@ class PreparedEvent {
   virtual ~PreparedEvent() = default;
 };
 
+// What the hook decided about one event.
+struct Verdict {
+  // OK: the event is stored. Otherwise why not (a Status with base::ErrorDetails, e.g.
+  // consent_missing): the event is not written, nor its deduplication record, and it takes no
+  // seq — unless `stored_instead` is set.
+  absl::Status refused;
+  // With a refusal: the payload stored instead under the event's messageId (same identifiers,
+  // workspace and times), deduplicated and indexed like any event; "" for nothing. The hook's
+  // own state writes for the event stand either way, so they must match what is stored.
+  std::string stored_instead;
+};
+
 // The stages after collect, applied to every newly stored event in the same WriteBatch, so that
 // the next read after an acknowledgement sees their effects. Only the store calls it.
 class CommitHook {
@@ -147,11 +167,12 @@ class CommitHook {
   // On the committing caller's thread, for each event: work that needs no state (parsing). An
   // error refuses the whole commit with it.
   virtual absl::StatusOr<std::unique_ptr<PreparedEvent>> Prepare(const EventWrite& event) const = 0;
-  // On the writer thread, once per stored event (not for duplicates), in commit order. `state`
-  // reads see every earlier group's writes, written or still on their way to the database. An
-  // error fails the commit group: nothing of it is written, every request in it gets the error.
-  virtual absl::Status Apply(const EventWrite& event, uint64_t seq, const PreparedEvent& prepared,
-                             StateTxn& state) = 0;
+  // On the writer thread, once per new event (not for duplicates), in commit order, with the
+  // seq the event gets if stored. `state` reads see every earlier group's writes, written or
+  // still on their way to the database, and the group's own events by seq. An error fails the
+  // commit group: nothing of it is written, every request in it gets the error.
+  virtual absl::StatusOr<Verdict> Apply(const EventWrite& event, uint64_t seq,
+                                        const PreparedEvent& prepared, StateTxn& state) = 0;
   // On the writer thread after each group: whether its writes go to the store (a hook that
   // caches state must drop what it learnt from a group that does not). An event group's writes
   // are written after this call, while the next group may already be applied; if that write
@@ -179,7 +200,7 @@ class Store {
 
   // Queues `events` for one atomic WriteBatch. Events whose (workspace, message_id) was stored
   // within the dedupe window — or appears earlier in the same or a concurrent commit — are not
-  // written again and report kDuplicate. `done` is called exactly once, on a store thread: once
+  // written again and report kDuplicate; those the hook refuses report kRefused. `done` is called exactly once, on a store thread: once
   // the group is written (and synced), with one result per event, in order; or with the hook's
   // error, or Unavailable when the write failed; or at once, on the
   // calling thread, with Unavailable ("overloaded") when the queue is full or the store is

@@ -370,7 +370,8 @@ TEST(ParseSyncPolicy, AcceptsTheDocumentedForms) {
 
 
 // Counts events per user in the state (an event whose messageId starts with "reset" deletes the
-// count instead), and can be told to fail.
+// count instead), and can be told to fail. It refuses events whose messageId starts with
+// "refuse" (storing nothing for them) and stores "{}" instead of those starting with "shrink".
 class CountingHook final : public CommitHook {
  public:
   struct Prepared final : PreparedEvent {
@@ -381,9 +382,11 @@ class CountingHook final : public CommitHook {
     p->user = e.user_id;
     return p;
   }
-  absl::Status Apply(const EventWrite& e, uint64_t seq, const PreparedEvent& prepared,
-                     StateTxn& state) override {
+  absl::StatusOr<Verdict> Apply(const EventWrite& e, uint64_t seq, const PreparedEvent& prepared,
+                                StateTxn& state) override {
     if (fail_on == e.message_id) return absl::InternalError("told to fail");
+    if (e.message_id.starts_with("refuse")) return Verdict{absl::PermissionDeniedError("refused")};
+    if (e.message_id.starts_with("shrink")) return Verdict{absl::PermissionDeniedError("shrunk"), "{}"};
     const std::string key = "count/" + static_cast<const Prepared&>(prepared).user;
     auto current = state.Get(key);
     if (!current.ok()) return current.status();
@@ -399,7 +402,7 @@ class CountingHook final : public CommitHook {
     } else {
       state.Put(key, std::to_string(read + 1));
     }
-    return absl::OkStatus();
+    return Verdict{};
   }
   void AfterGroup(bool committed) override { (committed ? commits : failures)++; }
 
@@ -453,6 +456,46 @@ TEST(Store, HookAppliesInTheSameBatchAndSeesEarlierWritesOfTheGroup) {
   EXPECT_EQ((*again)[0].outcome, WriteOutcome::kStored);
   reader = store->NewStateReader();
   EXPECT_EQ(*reader->Get("count/alice"), "3");
+}
+
+// A refused event is not stored and takes no seq; one stored in a reduced form is stored as
+// that, and deduplicated like any other.
+TEST(Store, HookRefusesEventsOrStoresThemReduced) {
+  TempDir dir;
+  CountingHook hook;
+  StoreOptions options;
+  options.path = dir.path();
+  options.hook = &hook;
+  auto store = *Store::Open(options);
+  auto results = store->CommitEventsAndWait(
+      {Event("a1", "alice", 1), Event("refuse-1", "alice", 2), Event("shrink-1", "alice", 3),
+       Event("a2", "alice", 4)});
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 4u);
+  EXPECT_EQ((*results)[0].outcome, WriteOutcome::kStored);
+  EXPECT_EQ((*results)[1].outcome, WriteOutcome::kRefused);
+  EXPECT_EQ((*results)[1].reason.message(), "refused");
+  EXPECT_EQ((*results)[1].seq, 0u);
+  EXPECT_EQ((*results)[2].outcome, WriteOutcome::kRefused);
+  EXPECT_EQ((*results)[2].reason.message(), "shrunk");
+  EXPECT_EQ((*results)[2].seq, (*results)[0].seq + 1);  // the refused one took no seq
+  EXPECT_EQ((*results)[3].seq, (*results)[0].seq + 2);
+  std::vector<std::pair<uint64_t, std::string>> stored;
+  ASSERT_TRUE(store->ScanEvents(0, [&](const StoredEvent& e) {
+    stored.emplace_back(e.seq, e.payload);
+    return true;
+  }).ok());
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[1], std::make_pair((*results)[2].seq, std::string("{}")));
+  auto page = store->ReadPersonEvents(1, IdKind::kUserId, "alice", "", 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->events.size(), 3u);
+
+  // The refused one left no dedupe record: sent again, it is judged again. The reduced one did.
+  auto again = store->CommitEventsAndWait({Event("refuse-1", "alice", 2), Event("shrink-1", "alice", 3)});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].outcome, WriteOutcome::kRefused);
+  EXPECT_EQ((*again)[1].outcome, WriteOutcome::kDuplicate);
 }
 
 // The writer applies a group while the committer is still writing earlier ones: every

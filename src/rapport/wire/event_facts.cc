@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "rapport/base/error.h"
+#include "rapport/wire/internal/consent.h"
 #include "rapport/wire/json_text.h"
 
 namespace rapport::wire {
@@ -131,9 +132,51 @@ absl::StatusOr<EventFacts> ReadEventFacts(std::string_view stored_event_json) {
       }
     }
   }
+  if (context) {
+    if (const json::value* consent = context->if_contains("consent")) {
+      (void)internal::ReadConsent(*consent, /*strict=*/false, &f.consent);  // lenient: never fails
+    }
+  }
   if (f.type == EventType::kIdentify) Members(traits, &f.traits);
   Members(ObjectAt(o, "properties"), &f.properties);
   return f;
+}
+
+std::string ConsentRecordOf(std::string_view stored_event_json) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(stored_event_json, ec);
+  const json::object* o = ec ? nullptr : doc.if_object();
+  json::object out;
+  out["type"] = "track";
+  auto copy = [&](std::string_view key, const json::object* from, json::object* to) {
+    if (!from) return;
+    if (const json::value* v = from->if_contains(key)) (*to)[key] = *v;
+  };
+  copy("messageId", o, &out);
+  copy("userId", o, &out);
+  copy("anonymousId", o, &out);
+  out["event"] = json::string(kConsentRecordEvent);
+  json::object context;
+  if (const json::object* c = o ? ObjectAt(*o, "context") : nullptr) {
+    if (const json::object* traits = ObjectAt(*c, "traits")) {
+      json::object kept;
+      copy("email", traits, &kept);
+      copy("phone", traits, &kept);
+      if (!kept.empty()) context["traits"] = std::move(kept);
+    }
+    if (const json::object* device = ObjectAt(*c, "device")) {
+      json::object kept;
+      copy("id", device, &kept);
+      if (!kept.empty()) context["device"] = std::move(kept);
+    }
+    copy("externalIds", c, &context);
+    copy("consent", c, &context);
+  }
+  out["context"] = std::move(context);
+  for (std::string_view key : {"timestamp", "originalTimestamp", "sentAt", "receivedAt"}) copy(key, o, &out);
+  std::string text;
+  Serialize(out, &text);
+  return text;
 }
 
 }  // namespace rapport::wire

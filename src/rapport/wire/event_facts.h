@@ -26,6 +26,16 @@ struct RawIdentifier {
   bool operator==(const RawIdentifier&) const = default;
 };
 
+// What context.consent says (docs/consent.md): Segment's categoryPreferences (category → true
+// or false) and rapport's own members, as validated at ingest (ValidateConsent).
+struct ConsentFacts {
+  std::vector<std::pair<std::string, bool>> categories;  // categoryPreferences
+  std::vector<std::pair<std::string, bool>> purposes;    // purposes: purpose → granted or not
+  std::string text_version;                              // textVersion, "" when absent
+  std::string source;  // source: set only on events rapport made (API, preferences page)
+  bool empty() const { return categories.empty() && purposes.empty(); }
+};
+
 struct EventFacts {
   EventType type = EventType::kTrack;
   std::string message_id;
@@ -39,12 +49,21 @@ struct EventFacts {
   std::vector<std::pair<std::string, std::string>> traits;
   // The top-level members of `properties` (name, JSON text of the value).
   std::vector<std::pair<std::string, std::string>> properties;
+  ConsentFacts consent;
 };
 
 // Reads the stored JSON of an event (wire::EncodeStoredEvent's output). InvalidArgument if it is
 // not such an object. Identifier values that are not strings (or numbers, for external ids)
 // are skipped.
 absl::StatusOr<EventFacts> ReadEventFacts(std::string_view stored_event_json);
+
+// The consent record of a stored event that was refused (docs/consent.md): a track event named
+// kConsentRecordEvent with the event's messageId, times, userId, anonymousId and the identifiers
+// and consent of its context (context.traits.email/phone, context.device.id,
+// context.externalIds, context.consent) — nothing else of it. `stored_event_json` must be
+// EncodeStoredEvent's output.
+inline constexpr std::string_view kConsentRecordEvent = "Consent Changed";
+std::string ConsentRecordOf(std::string_view stored_event_json);
 
 }  // namespace rapport::wire
 

@@ -7,6 +7,7 @@
 #include "rapport/base/error.h"
 #include "rapport/base/strings.h"
 #include "rapport/base/utf8.h"
+#include "rapport/wire/internal/consent.h"
 #include "rapport/wire/json_text.h"
 
 namespace rapport::wire {
@@ -184,6 +185,14 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
     if (!s.ok()) return s;
   }
   if (!m.sent_at && batch.sent_at) m.sent_at = batch.sent_at;
+  // The message's own context.consent, else the batch's (contexts merge member by member).
+  const json::value* consent = own_context ? own_context->if_contains("consent") : nullptr;
+  if (!consent && batch.context) consent = batch.context->if_contains("consent");
+  if (consent) {
+    ConsentFacts facts;
+    if (auto s = internal::ReadConsent(*consent, /*strict=*/true, &facts); !s.ok()) return s;
+    if (!facts.source.empty()) m.consent_source = std::move(facts.source);
+  }
   m.context = MergeObjects(batch.context, own_context);
   m.integrations = MergeObjects(batch.integrations, own_integrations);
   // Any other member of the batch's envelope is kept on each message that lacks it.

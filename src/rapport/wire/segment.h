@@ -42,6 +42,9 @@ struct SegmentMessage {
   std::string integrations;  // ditto
   std::string other_members;  // `"k":v,...` of the other top-level members, "" when none
   int depth = 1;              // nesting depth of the message (a flat object is 1)
+  // context.consent.source, which only rapport's own events and imports of them may carry
+  // (context.consent is checked as it is read: docs/consent.md).
+  std::optional<std::string> consent_source;
 };
 
 struct TrackingRequest {
