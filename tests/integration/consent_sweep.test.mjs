@@ -94,14 +94,23 @@ test(`consent sweep: ${EVENTS} random events and reads, 0 violations`, { timeout
         message.context = {};  // no consent on this one
       }
       batch.push(message);
-      // The model: the event's own choices count, then its purpose is judged.
+      // The model: the event's own choices count, then its purpose is judged. A refused event's
+      // choices are kept only when one changes what the person chose (a new purpose, or a newer
+      // choice of the other state).
+      const after = { ...person.consent };
+      let changes = false;
       for (const c of choices) {
         const choice = { state: c.state, at: at * 1000, id };
-        if (newer(choice, person.consent[c.purpose])) person.consent[c.purpose] = choice;
+        const current = after[c.purpose];
+        if (!current || (newer(choice, current) && current.state !== choice.state)) changes = true;
+        if (newer(choice, current)) after[c.purpose] = choice;
       }
-      const state = kind.purpose === 'necessary' ? 'granted' : person.consent[kind.purpose]?.state ?? 'unknown';
+      const state = kind.purpose === 'necessary' ? 'granted' : after[kind.purpose]?.state ?? 'unknown';
       const outcome = state === 'granted' ? 'stored' : 'refused';
-      if (outcome === 'stored' || choices.length) person.known = true;
+      if (outcome === 'stored' || changes) {
+        person.consent = after;
+        person.known = true;
+      }
       if (outcome === 'stored') expectedStored.get(person.user).add(id);
       expected.push({ outcome, reason: state === 'denied' ? 'consent_denied' : 'consent_missing', purpose: kind.purpose });
     }

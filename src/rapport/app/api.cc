@@ -54,7 +54,7 @@ Response TrackingResponse(const std::vector<collect::MessageResult>& results, bo
     std::string body = "{\"success\":true,\"messageId\":";
     wire::AppendQuoted(&body, r.message_id);
     body += fmt::format(",\"status\":\"{}\"", OutcomeName(r.outcome));
-    // Refused by the person's consent: handled (a retry would be refused again), so 200.
+    // Refused by the person's consent: handled (retrying it unchanged does not help), so 200.
     if (r.outcome == collect::Outcome::kRefused) body += ",\"reason\":{" + http::ErrorMembers(r.error) + "}";
     body += '}';
     return Json(200, std::move(body));
@@ -563,17 +563,32 @@ void PutConsent(const Services& s, Request&& req, Responder&& respond) {
   }();
   if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
   const uint32_t ws = prepared->first;
+  const std::string message_id = *prepared->second.messages.at(0)->message_id;
   auto id = ProfileId(req);
   s.ingestor->Ingest(ws, std::move(prepared->second), collect::Mode::kOwn,
-                     [s, ws, id = *id, respond = std::move(respond)](
+                     [s, ws, id = *id, message_id, respond = std::move(respond)](
                          absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
                        if (!results.ok()) return Answer(std::move(respond), results.status());
                        const collect::MessageResult& r = results->at(0);
                        if (r.outcome == collect::Outcome::kRejected || r.outcome == collect::Outcome::kRefused) {
                          return Answer(std::move(respond), r.error);
                        }
-                       std::move(respond).Later([s, ws, id] {
-                         auto response = ConsentOf(s, ws, id);
+                       std::move(respond).Later([s, ws, id, message_id]() -> Response {
+                         auto response = [&]() -> absl::StatusOr<Response> {
+                           // The change went in under an identifier the profile held when it was
+                           // read; make sure it reached this profile (a split or new merge
+                           // protection in between could have sent it elsewhere).
+                           auto reader = s.store->NewStateReader();
+                           RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, ws, id));
+                           bool landed = false;
+                           for (const auto& [purpose, choice] : p.consents.choices()) landed |= choice.message_id == message_id;
+                           if (!landed) {
+                             return base::MakeError(absl::StatusCode::kAborted, "consent_not_recorded",
+                                                    "the profile changed while the choice was recorded (a split or "
+                                                    "a merge); read it again and repeat the change");
+                           }
+                           return ConsentOf(s, ws, id);
+                         }();
                          return response.ok() ? *std::move(response)
                                               : ErrorResponse(response.status(), ErrorShape::kNative);
                        });

@@ -371,7 +371,7 @@ int Import(const std::string& data, const std::string& file, const std::string& 
   }
   std::fprintf(stderr, "imported %lu lines: %lu stored, %lu duplicate, %lu rejected, %lu refused\n",
                line_number, counts[0], counts[1], counts[2], counts[3]);
-  return counts[2] ? 2 : 0;
+  return counts[2] || counts[3] ? 2 : 0;
 }
 
 // `rapport backfill`: applies a definitions file (if given), queues backfills of the named

@@ -58,6 +58,10 @@ Ingestor::Ingestor(store::Store* store, const base::Clock* clock, base::Registry
                                     {{"outcome", "stored"}});
     duplicates_ = &metrics_->GetCounter("rapport_events_total", "Events received, by outcome.",
                                         {{"outcome", "duplicate"}});
+    refused_ = &metrics_->GetCounter("rapport_events_total", "Events received, by outcome.",
+                                     {{"outcome", "refused"}});
+    refused_missing_ = &RefusedCounter("consent_missing");
+    refused_denied_ = &RefusedCounter("consent_denied");
   }
 }
 
@@ -150,6 +154,7 @@ absl::StatusOr<store::EventWrite> Ingestor::Prepare(uint32_t workspace,
 
   store::EventWrite write;
   write.workspace = workspace;
+  write.admitted = mode == Mode::kImport;
   write.timestamp = fields.timestamp;
   write.received_at = fields.received_at;
   if (has_user) write.user_id = *m.user_id;
@@ -176,12 +181,18 @@ void Ingestor::CountRejected(const absl::Status& error) {
 
 void Ingestor::CountRefused(const absl::Status& reason) {
   if (!metrics_) return;
-  metrics_->GetCounter("rapport_events_total", "Events received, by outcome.", {{"outcome", "refused"}}).Inc();
-  metrics_
-      ->GetCounter("rapport_events_refused_total",
-                   "Valid events not stored because the person did not allow them, by reason.",
-                   {{"reason", base::GetErrorDetails(reason).code}})
-      .Inc();
+  refused_->Inc();
+  const std::string code = base::GetErrorDetails(reason).code;
+  base::Counter* by_reason = code == "consent_missing" ? refused_missing_
+                             : code == "consent_denied" ? refused_denied_
+                                                        : &RefusedCounter(code);
+  by_reason->Inc();
+}
+
+base::Counter& Ingestor::RefusedCounter(std::string_view reason) {
+  return metrics_->GetCounter("rapport_events_refused_total",
+                              "Valid events not stored because the person did not allow them, by reason.",
+                              {{"reason", std::string(reason)}});
 }
 
 void Ingestor::Ingest(uint32_t workspace, wire::TrackingRequest request, Mode mode,

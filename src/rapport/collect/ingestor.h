@@ -1,6 +1,7 @@
 // The ingest pipeline: takes parsed Segment messages for an authenticated workspace, validates
 // every field against the documented limits, corrects device clock skew, and commits the valid
-// ones to the store as ONE atomic WriteBatch, deduplicated on (workspace, messageId).
+// ones to the store as ONE atomic WriteBatch, deduplicated on (workspace, messageId); those the
+// person did not allow are refused there (docs/consent.md) and reported so.
 //
 // Thread safety: Ingest may be called from any thread concurrently.
 #ifndef RAPPORT_COLLECT_INGESTOR_H_
@@ -35,7 +36,8 @@ struct IngestLimits {
 enum class Mode {
   // Events from clients: the server stamps receivedAt and corrects timestamp for clock skew.
   kLive,
-  // Events from `rapport import` of an export: receivedAt and timestamp are kept as exported.
+  // Events from `rapport import` of an export: receivedAt and timestamp are kept as exported,
+  // and consent is not judged again (they were admitted where they were first stored).
   kImport,
   // Events rapport makes itself (the consent API, the preferences page): as kLive, and they may
   // carry context.consent.source, which clients may not set.
@@ -75,6 +77,7 @@ class Ingestor {
  private:
   void CountRejected(const absl::Status& error);
   void CountRefused(const absl::Status& reason);
+  base::Counter& RefusedCounter(std::string_view reason);
 
   store::Store* store_;
   const base::Clock* clock_;
@@ -82,6 +85,9 @@ class Ingestor {
   IngestLimits limits_;
   base::Counter* stored_ = nullptr;
   base::Counter* duplicates_ = nullptr;
+  base::Counter* refused_ = nullptr;
+  base::Counter* refused_missing_ = nullptr;
+  base::Counter* refused_denied_ = nullptr;
 };
 
 }  // namespace rapport::collect

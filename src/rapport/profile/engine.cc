@@ -93,6 +93,9 @@ class Engine::Run {
   struct Admission {
     std::string_view purpose;
     absl::Status refused;
+    // Whether the event's choices change what the person chose for some purpose (a new purpose,
+    // or a newer choice with another state): only then is a refused event's record kept.
+    bool changes_consent = false;
   };
 
   // Applies one event; returns the profile it now belongs to (0: it names nobody).
@@ -597,7 +600,13 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
       RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
       if (r) consents.Merge(r->consents);
     }
-    for (const auto& [purpose, choice] : choices) consents.Record(purpose, choice);
+    for (const auto& [purpose, choice] : choices) {
+      const trust::Choice* current = consents.Find(purpose);
+      if (!current || (trust::Supersedes(choice, *current) && current->state != choice.state)) {
+        admission->changes_consent = true;
+      }
+      consents.Record(purpose, choice);
+    }
     admission->refused = trust::Permits(consents, admission->purpose, *policy, now_);
     return admission->refused.ok();
   };
@@ -939,19 +948,23 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
   const Prepared& p = static_cast<const Prepared&>(prepared);
   // Observed against other definitions (changed since): the writer observes again.
   const auto* observed = p.defs == defs ? &p.observations : nullptr;
-  Run::Admission admission{policy->PurposeOf(p.facts.type, p.facts.event), absl::OkStatus()};
-  const bool necessary = admission.purpose == trust::kNecessary;
+  Run::Admission admission{trust::PurposeOf(p.facts, *policy), absl::OkStatus()};
+  // An import was judged where it was first stored.
+  const bool judge = admission.purpose != trust::kNecessary && !event.admitted;
   RAPPORT_RETURN_IF_ERROR(
-      run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, necessary ? nullptr : &admission).status());
+      run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, judge ? &admission : nullptr).status());
   if (admission.refused.ok()) {
     RAPPORT_RETURN_IF_ERROR(run.Flush());
     return store::Verdict{};
   }
-  // Refused. The choices it carried are kept all the same — a withdrawal must hold even when
-  // the event that says it is not stored — as its consent record, which is all that is stored.
-  if (trust::ChoicesOf(p.facts, event.timestamp, *policy).empty()) return store::Verdict{std::move(admission.refused)};
+  // Refused; nothing is written yet. When it changes what the person chose, that change is
+  // kept all the same — a withdrawal must hold even when the event that says it is not stored —
+  // as its consent record, which is all that is stored of it. A choice that only repeats the
+  // person's (a consent manager sends them with every event) leaves no trace of the visit.
+  if (!admission.changes_consent) return store::Verdict{std::move(admission.refused)};
   std::string record = wire::ConsentRecordOf(event.payload);
   RAPPORT_ASSIGN_OR_RETURN(wire::EventFacts facts, wire::ReadEventFacts(record));
+  state.ReplaceEvent(seq, record);  // what the group's readers (a recompute) see of this seq
   RAPPORT_RETURN_IF_ERROR(run.ApplyEvent(facts, event.timestamp, seq, true).status());
   RAPPORT_RETURN_IF_ERROR(run.Flush());
   return store::Verdict{std::move(admission.refused), std::move(record)};

@@ -1,4 +1,9 @@
-// The profile engine: for every stored event, resolves its identifiers to one profile (merging
+// The profile engine: first judges each new event against the consent of the person it names
+// (trust/consent.h): an event whose purpose they have not granted is refused and not stored
+// (only its consent record is, when it changes their choices). Whether an event is admitted
+// depends on the consent when it arrives; all that follows holds for what is stored.
+//
+// For every stored event, it resolves its identifiers to one profile (merging
 // profiles the event links, within the workspace's merge protection), records why each
 // identifier belongs and which links were refused, and updates the profile's traits (last write
 // wins by event time) and its timeline — all in the event's own WriteBatch, through the store's

@@ -52,10 +52,11 @@ class Harness {
     so.hook = &engine_;
     store_ = *store::Store::Open(so);
   }
-  void Send(std::vector<Ev> events, uint32_t ws = kWs) {
+  void Send(std::vector<Ev> events, uint32_t ws = kWs, bool admitted = false) {
     std::vector<store::EventWrite> writes;
     for (Ev& e : events) {
       store::EventWrite w;
+      w.admitted = admitted;
       w.workspace = ws;
       w.message_id = e.message_id;
       w.timestamp = e.ts;
@@ -490,6 +491,17 @@ TEST(Engine, AnEventIsStoredOnlyWithConsentForItsPurpose) {
   EXPECT_EQ(h.Consent(ann), "analytics=denied@t3,");
   EXPECT_EQ(h.TimelineIds(ann.id), (std::vector<std::string>{"i1", "t2", "t3"}));
 
+  // A refused event that only repeats the refusal (a consent manager sends it on every event)
+  // leaves no trace of the visit.
+  h.Send({Make("t3b", 450, "track",
+               R"("userId":"ann","event":"Viewed","context":{"consent":{"categoryPreferences":{"Analytics":false}}})",
+               /*consent=*/false)});
+  EXPECT_EQ(ReasonOf(h.results()[0]), "consent_denied");
+  EXPECT_FALSE(h.StoredEvents().contains("t3b"));
+  // An import was judged where it was first stored.
+  h.Send({Make("imp", 460, "track", R"("userId":"ann","event":"Viewed")", /*consent=*/false)}, kWs,
+         /*admitted=*/true);
+  EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kStored);
   // From the next event on, nothing of that purpose gets in; with no choices on it, nothing at
   // all is stored.
   h.Send({Make("t4", 500, "track", R"("userId":"ann","event":"Viewed")", /*consent=*/false)});

@@ -184,7 +184,7 @@ std::optional<ProfileRecord> DecodeProfile(uint64_t id, std::string_view bytes) 
             });
   if (ok && version >= 2) {
     uint64_t n;
-    ok = r.Varint(&n) && n <= trust::kMaxPurposes;
+    ok = r.Varint(&n) && n <= trust::kMaxRecordedPurposes;
     for (uint64_t i = 0; ok && i < n; ++i) {
       std::string purpose;
       trust::Choice c;

@@ -267,7 +267,9 @@ class GroupTxn final : public StateTxn {
   absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) override {
     if (auto it = group_events_.find(seq); it != group_events_.end()) {
       const EventWrite& e = *it->second;
-      return StoredEvent{seq, e.workspace, e.timestamp, e.received_at, e.payload};
+      auto replaced = replaced_.find(seq);
+      return StoredEvent{seq, e.workspace, e.timestamp, e.received_at,
+                         replaced != replaced_.end() ? replaced->second : e.payload};
     }
     earlier_->Drain();
     return SnapshotReader::ReadStoredEvent(db_, events_, rocksdb::ReadOptions(), seq);
@@ -276,13 +278,24 @@ class GroupTxn final : public StateTxn {
     overlay_.insert_or_assign(std::string(key), std::string(value));
   }
   void Delete(std::string_view key) override { overlay_.insert_or_assign(std::string(key), std::nullopt); }
+  void ReplaceEvent(uint64_t seq, std::string payload) override {
+    if (group_events_.contains(seq)) replaced_.insert_or_assign(seq, std::move(payload));
+  }
 
   // An event of the group, for ReadEvent while the group is applied.
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
+  // Once the event's own payload is the replacement.
+  void RemoveReplaced(uint64_t seq) { replaced_.erase(seq); }
   // An event the hook refused: it is not stored, and its seq goes to the next one.
-  void RemoveEvent(uint64_t seq) { group_events_.erase(seq); }
+  void RemoveEvent(uint64_t seq) {
+    group_events_.erase(seq);
+    replaced_.erase(seq);
+  }
   // Once the group is applied: the committer frees its events after answering their requests.
-  void DropEvents() { group_events_.clear(); }
+  void DropEvents() {
+    group_events_.clear();
+    replaced_.clear();
+  }
   bool empty() const { return overlay_.empty(); }
   // This group's write of `key`, as EarlierGroups::Find.
   const std::optional<std::string>* Find(std::string_view key) const {
@@ -313,6 +326,7 @@ class GroupTxn final : public StateTxn {
   EarlierGroups* earlier_;
   Overlay overlay_;
   absl::flat_hash_map<uint64_t, const EventWrite*> group_events_;
+  absl::flat_hash_map<uint64_t, std::string> replaced_;  // ReplaceEvent's, until the verdict
 };
 
 // A commit group the writer has applied, on its way through the committer.
@@ -599,6 +613,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
               continue;
             }
             // Stored in its reduced form: the group's readers and the batch see that one.
+            a.txn->RemoveReplaced(s);
             p.events[i].payload = std::move(verdict->stored_instead);
             p.values[i] = EventValue(p.events[i]);
             a.results[r].push_back({WriteOutcome::kRefused, s, std::move(verdict->refused)});

@@ -88,6 +88,9 @@ struct EventWrite {
   std::string user_id;       // empty when absent
   std::string anonymous_id;  // empty when absent
   std::string payload;
+  // Imported from an export: it was admitted where it was first stored, and the hook does not
+  // judge it again (consent is the source's, with its settings and at its time).
+  bool admitted = false;
 };
 
 enum class WriteOutcome {
@@ -139,6 +142,9 @@ class StateTxn : public StateReader {
  public:
   virtual void Put(std::string_view key, std::string_view value) = 0;
   virtual void Delete(std::string_view key) = 0;
+  // For CommitHook::Apply refusing the event `seq` with Verdict::stored_instead: from now on
+  // ReadEvent(seq) in this group returns `payload`, as will be stored. Other callers: no effect.
+  virtual void ReplaceEvent(uint64_t seq, std::string payload) = 0;
 };
 
 // What a CommitHook computes from an event alone, before the event reaches the writer.
@@ -151,11 +157,13 @@ class PreparedEvent {
 struct Verdict {
   // OK: the event is stored. Otherwise why not (a Status with base::ErrorDetails, e.g.
   // consent_missing): the event is not written, nor its deduplication record, and it takes no
-  // seq — unless `stored_instead` is set.
+  // seq (the next event gets it) — unless `stored_instead` is set. A hook refusing with nothing
+  // stored instead must have written nothing for the event.
   absl::Status refused;
-  // With a refusal: the payload stored instead under the event's messageId (same identifiers,
-  // workspace and times), deduplicated and indexed like any event; "" for nothing. The hook's
-  // own state writes for the event stand either way, so they must match what is stored.
+  // With a refusal: the payload stored instead under the event's messageId and seq (same
+  // identifiers, workspace and times), deduplicated and indexed like any event; "" for
+  // nothing. The hook's state writes for the event must match it (StateTxn::ReplaceEvent shows
+  // it to the group's readers while the hook works).
   std::string stored_instead;
 };
 

@@ -386,7 +386,13 @@ class CountingHook final : public CommitHook {
                                 StateTxn& state) override {
     if (fail_on == e.message_id) return absl::InternalError("told to fail");
     if (e.message_id.starts_with("refuse")) return Verdict{absl::PermissionDeniedError("refused")};
-    if (e.message_id.starts_with("shrink")) return Verdict{absl::PermissionDeniedError("shrunk"), "{}"};
+    if (e.message_id.starts_with("shrink")) {
+      // While the hook works, the group's readers see the reduced form.
+      state.ReplaceEvent(seq, "{}");
+      auto event = state.ReadEvent(seq);
+      if (!event.ok() || !*event || (*event)->payload != "{}") return absl::InternalError("not replaced");
+      return Verdict{absl::PermissionDeniedError("shrunk"), "{}"};
+    }
     const std::string key = "count/" + static_cast<const Prepared&>(prepared).user;
     auto current = state.Get(key);
     if (!current.ok()) return current.status();

@@ -33,6 +33,7 @@ bool Supersedes(const Choice& a, const Choice& b) {
 bool ConsentSet::Record(std::string_view purpose, const Choice& choice) {
   auto it = choices_.find(purpose);
   if (it == choices_.end()) {
+    if (choices_.size() >= kMaxRecordedPurposes) return false;
     choices_.emplace(std::string(purpose), choice);
     return true;
   }
@@ -67,13 +68,11 @@ PurposePolicy PurposePolicy::Defaults() {
       {"Geofence Entered", "location"},      {"Geofence Exited", "location"},
       {"Email Delivered", "marketing"},      {"Email Opened", "marketing"},
       {"Email Link Clicked", "marketing"},   {"Push Notification Tapped", "marketing"},
-      {"Consent Changed", "necessary"},
   };
   return p;
 }
 
 std::string_view PurposePolicy::PurposeOf(wire::EventType type, std::string_view name) const {
-  if (type == wire::EventType::kTrack && name == wire::kConsentRecordEvent) return kNecessary;
   if (!name.empty() && type != wire::EventType::kIdentify) {
     if (auto it = events.find(name); it != events.end()) return it->second;
   }
@@ -99,6 +98,7 @@ std::vector<std::pair<std::string, Choice>> ChoicesOf(const wire::EventFacts& fa
   std::vector<std::pair<std::string, Choice>> out;
   if (facts.consent.empty()) return out;
   const std::string source = facts.consent.source.empty() ? std::string(kSourceEvent) : facts.consent.source;
+  if (facts.consent.received_at > 0) at = std::min(at, facts.consent.received_at);
   auto add = [&](std::string purpose, bool granted) {
     if (purpose == kNecessary || !policy.purposes.contains(purpose)) return;
     const ConsentState state = granted ? ConsentState::kGranted : ConsentState::kDenied;
@@ -115,6 +115,14 @@ std::vector<std::pair<std::string, Choice>> ChoicesOf(const wire::EventFacts& fa
   }
   for (const auto& [purpose, granted] : facts.consent.purposes) add(purpose, granted);
   return out;
+}
+
+std::string_view PurposeOf(const wire::EventFacts& facts, const PurposePolicy& policy) {
+  if (facts.type == wire::EventType::kTrack && facts.event == wire::kConsentRecordEvent &&
+      !facts.consent.source.empty()) {
+    return kNecessary;
+  }
+  return policy.PurposeOf(facts.type, facts.event);
 }
 
 ConsentState StateOf(const ConsentSet& consents, std::string_view purpose, const PurposePolicy& policy,

@@ -35,6 +35,9 @@ inline constexpr std::string_view kDefaultPurposes[] = {"necessary",         "an
                                                         "marketing",         "proactive_service", "location"};
 inline constexpr size_t kMaxPurposes = 32;
 inline constexpr size_t kMaxPurposeChars = 32;
+// The most purposes one person's choices are kept for (purposes removed from a workspace keep
+// their recorded choices): beyond, choices for further purposes are not recorded.
+inline constexpr size_t kMaxRecordedPurposes = 256;
 
 // Whether `name` can name a purpose: 1-32 of a-z, 0-9 and '_', starting with a letter.
 bool IsPurposeName(std::string_view name);
@@ -99,17 +102,24 @@ struct PurposePolicy {
   // analytics, the location, presence and e-mail engagement events of docs/consent.md.
   static PurposePolicy Defaults();
 
-  // The purpose of an event.
+  // The purpose of an event by its type and name (trust::PurposeOf adds rapport's own records).
   std::string_view PurposeOf(wire::EventType type, std::string_view name) const;
   // The purpose a Segment category maps to, or nullopt if none.
   std::optional<std::string> PurposeOfCategory(std::string_view category) const;
 };
 
+// The purpose of an event: `necessary` for rapport's own record of a change of consent (track
+// kConsentRecordEvent with context.consent.source, which clients cannot set); else the policy's.
+// A client's own event of that name is judged like any other track event.
+std::string_view PurposeOf(const wire::EventFacts& facts, const PurposePolicy& policy);
+
 // The choices an event carries, by purpose: context.consent.purposes as they are, and
 // categoryPreferences through the policy's category map (a category that maps to no purpose is
 // skipped; when two name the same purpose, denied wins). Each is stamped with the event's time
-// and messageId; the source is the event's context.consent.source if it carries one (events
-// made by rapport itself and imports of them), else kSourceEvent.
+// `at` — but never later than when the server received it, so a device clock set ahead (or a
+// forged timestamp) cannot make a choice outrank the person's later ones — and its messageId;
+// the source is the event's context.consent.source if it carries one (events made by rapport
+// itself and imports of them), else kSourceEvent.
 std::vector<std::pair<std::string, Choice>> ChoicesOf(const wire::EventFacts& facts, base::Micros at,
                                                       const PurposePolicy& policy);
 

@@ -107,8 +107,8 @@ absl::StatusOr<PurposePolicy> ParsePurposePolicy(std::string_view text, bool ign
         if (event.empty() || event.size() > kMaxEventNameBytes) {
           return fmt::format("an event name is 1 to {} bytes", kMaxEventNameBytes);
         }
-        if (event == wire::kConsentRecordEvent && p != kNecessary) {
-          return fmt::format("'{}' records a person's choices and is always 'necessary'", event);
+        if (event == wire::kConsentRecordEvent) {
+          return fmt::format("'{}' is rapport's record of a change of consent; its purpose is not set", event);
         }
         return exists(event, p);
       }));

@@ -58,6 +58,15 @@ TEST(Consent, GrantsExpireOnlyWhenTheWorkspaceSaysSoAndDenialsNever) {
   EXPECT_EQ(StateOf(set, "marketing", policy, 5000 * kDay), ConsentState::kDenied);
 }
 
+TEST(Consent, ChoicesAreKeptForABoundedNumberOfPurposes) {
+  ConsentSet set;
+  for (size_t i = 0; i < kMaxRecordedPurposes + 10; ++i) {
+    set.Record("p" + std::to_string(i), Make(ConsentState::kGranted, 1));
+  }
+  EXPECT_EQ(set.choices().size(), kMaxRecordedPurposes);
+  EXPECT_TRUE(set.Record("p0", Make(ConsentState::kDenied, 2)));  // known ones still change
+}
+
 TEST(Consent, TheLatestChoiceWinsAndTiesGoToTheStricter) {
   ConsentSet set;
   EXPECT_TRUE(set.Record("analytics", Make(ConsentState::kDenied, 10)));
@@ -117,7 +126,11 @@ TEST(Consent, EventsMapToPurposesByNameThenType) {
   EXPECT_EQ(policy.PurposeOf(EventType::kPage, "Home"), "analytics");
   EXPECT_EQ(policy.PurposeOf(EventType::kTrack, "Presence Detected"), "location");
   EXPECT_EQ(policy.PurposeOf(EventType::kTrack, "Email Opened"), "marketing");
-  EXPECT_EQ(policy.PurposeOf(EventType::kTrack, std::string(wire::kConsentRecordEvent)), "necessary");
+  // rapport's own record of a change is necessary; a client's event of that name is not.
+  wire::EventFacts record = Facts(EventType::kTrack, std::string(wire::kConsentRecordEvent));
+  EXPECT_EQ(PurposeOf(record, policy), "analytics");
+  record.consent.source = "api";
+  EXPECT_EQ(PurposeOf(record, policy), "necessary");
 
   auto custom = ParsePurposePolicy(
       R"({"purposes":{"research":"We learn what to build next."},"types":{"page":"research"},
@@ -151,6 +164,11 @@ TEST(Consent, ChoicesOfAnEventGoThroughTheCategoryMap) {
   EXPECT_EQ(choices[2].second.state, ConsentState::kDenied);  // two answers for one purpose: no wins
   f.consent.source = "api";
   EXPECT_EQ(ChoicesOf(f, 42, *policy)[0].second.source, "api");
+  // A choice is never dated after the server received it: a clock set ahead does not make it
+  // outrank the person's later choices.
+  f.consent.received_at = 40;
+  EXPECT_EQ(ChoicesOf(f, 42, *policy)[0].second.at, 40);
+  EXPECT_EQ(ChoicesOf(f, 39, *policy)[0].second.at, 39);
 }
 
 TEST(ConsentJson, PolicyRoundTripsAndRefusesWhatCannotBe) {
@@ -170,7 +188,7 @@ TEST(ConsentJson, PolicyRoundTripsAndRefusesWhatCannotBe) {
       {R"({"unknown_means":"granted"})", "unknown_field", "unknown_means"},
       {R"({"types":{"track":"research"}})", "invalid_value", "types.track"},
       {R"({"types":{"click":"analytics"}})", "invalid_value", "types.click"},
-      {R"({"events":{"Consent Changed":"analytics"}})", "invalid_value", "events.Consent Changed"},
+      {R"({"events":{"Consent Changed":"necessary"}})", "invalid_value", "events.Consent Changed"},
       {R"({"purposes":{"Bad Name":"x"}})", "invalid_value", "purposes.Bad Name"},
       {R"({"purposes":{"research":""}})", "invalid_value", "purposes.research"},
       {R"({"grant_expires_after_days":-1})", "invalid_value", "grant_expires_after_days"},

@@ -135,6 +135,11 @@ absl::StatusOr<EventFacts> ReadEventFacts(std::string_view stored_event_json) {
   if (context) {
     if (const json::value* consent = context->if_contains("consent")) {
       (void)internal::ReadConsent(*consent, /*strict=*/false, &f.consent);  // lenient: never fails
+      if (!f.consent.empty()) {
+        if (auto received = base::ParseIso8601(StringAt(o, "receivedAt")); received.ok()) {
+          f.consent.received_at = *received;
+        }
+      }
     }
   }
   if (f.type == EventType::kIdentify) Members(traits, &f.traits);

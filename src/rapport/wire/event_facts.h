@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "rapport/base/time.h"
 #include "rapport/wire/segment.h"
 
 namespace rapport::wire {
@@ -33,6 +34,9 @@ struct ConsentFacts {
   std::vector<std::pair<std::string, bool>> purposes;    // purposes: purpose → granted or not
   std::string text_version;                              // textVersion, "" when absent
   std::string source;  // source: set only on events rapport made (API, preferences page)
+  // When the server received the event (the stored receivedAt; 0 if it has none): a choice is
+  // never dated later than this, so a device clock far ahead cannot outrank later choices.
+  base::Micros received_at = 0;
   bool empty() const { return categories.empty() && purposes.empty(); }
 };
 
