@@ -58,16 +58,22 @@ void AppendMap(std::string* out, std::string_view member, const Map& map) {
   *out += '}';
 }
 
-}  // namespace
-
-absl::StatusOr<PurposePolicy> ParsePurposePolicy(std::string_view text, bool ignore_unknown) {
+// `text` as a JSON object, or why not (`what` names it in the message: "the body").
+absl::StatusOr<json::value> ParseObject(std::string_view text, std::string_view what) {
   if (auto bad = base::FindInvalidUtf8(text)) {
-    return Bad("invalid_utf8", "", fmt::format("the settings are not valid UTF-8 (first bad byte at offset {})", *bad));
+    return Bad("invalid_utf8", "", fmt::format("{} is not valid UTF-8 (first bad byte at offset {})", what, *bad));
   }
   boost::system::error_code ec;
   json::value v = json::parse(json::string_view(text.data(), text.size()), ec);
-  if (ec) return Bad("malformed_json", "", fmt::format("the settings are not valid JSON: {}", ec.message()));
-  if (!v.is_object()) return Bad("invalid_type", "", "purpose settings must be a JSON object");
+  if (ec) return Bad("malformed_json", "", fmt::format("{} is not valid JSON: {}", what, ec.message()));
+  if (!v.is_object()) return Bad("invalid_type", "", fmt::format("{} must be a JSON object", what));
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<PurposePolicy> ParsePurposePolicy(std::string_view text, bool ignore_unknown) {
+  RAPPORT_ASSIGN_OR_RETURN(json::value v, ParseObject(text, "the settings"));
   PurposePolicy policy = PurposePolicy::Defaults();
   const json::object& o = v.get_object();
   // Purposes first: the maps below may name the new ones.
@@ -155,13 +161,7 @@ std::string PurposePolicyJson(const PurposePolicy& policy) {
 }
 
 absl::StatusOr<ConsentUpdate> ParseConsentUpdate(std::string_view text, const PurposePolicy& policy) {
-  if (auto bad = base::FindInvalidUtf8(text)) {
-    return Bad("invalid_utf8", "", fmt::format("the body is not valid UTF-8 (first bad byte at offset {})", *bad));
-  }
-  boost::system::error_code ec;
-  json::value v = json::parse(json::string_view(text.data(), text.size()), ec);
-  if (ec) return Bad("malformed_json", "", fmt::format("the body is not valid JSON: {}", ec.message()));
-  if (!v.is_object()) return Bad("invalid_type", "", "the body must be a JSON object");
+  RAPPORT_ASSIGN_OR_RETURN(json::value v, ParseObject(text, "the body"));
   ConsentUpdate update;
   for (const auto& [key, value] : v.get_object()) {
     const std::string_view name = std::string_view(key.data(), key.size());
