@@ -127,7 +127,8 @@ test(`consent sweep: ${EVENTS} random events and reads, 0 violations`, { timeout
 
     // Now and then a person changes their mind through the API (newer than any event here).
     if (rnd() < 0.1) {
-      const person = people.filter((p) => p.known)[0 + pick(people.filter((p) => p.known).length)];
+      const known = people.filter((p) => p.known);
+      const person = known[pick(known.length)];
       if (person) {
         person.id ??= (await get(server, `/api/v1/profiles/lookup?user_id=${person.user}`)).json.id;
         const purpose = PURPOSES[pick(PURPOSES.length)];

@@ -532,7 +532,12 @@ void GetConsent(const Services& s, Request&& req, Responder&& respond) {
 // Records a change of consent as an event of the person (so it is on their timeline, in their
 // export, and replayed like any other), then answers with the consent it leaves.
 void PutConsent(const Services& s, Request&& req, Responder&& respond) {
-  auto prepared = [&]() -> absl::StatusOr<std::pair<uint32_t, wire::TrackingRequest>> {
+  struct Change {
+    uint32_t ws;
+    std::string message_id;
+    wire::TrackingRequest request;
+  };
+  auto prepared = [&]() -> absl::StatusOr<Change> {
     RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "consent"));
     RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
     auto reader = s.store->NewStateReader();
@@ -555,18 +560,17 @@ void PutConsent(const Services& s, Request&& req, Responder&& respond) {
                              fmt::format("profile {} has no user id or anonymous id to record the change under",
                                          p.id));
     }
-    wire::TrackingRequest request;
-    request.messages.push_back(wire::ParseMessage(trust::ConsentChangeMessage(
+    Change change{key.workspace, base::RandomToken("consent-", 12), {}};
+    change.request.messages.push_back(wire::ParseMessage(trust::ConsentChangeMessage(
         update, trust::kSourceApi, named->type == "user_id" ? "userId" : "anonymousId", named->value,
-        base::RandomToken("consent-", 12))));
-    return std::pair{key.workspace, std::move(request)};
+        change.message_id)));
+    return change;
   }();
   if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
-  const uint32_t ws = prepared->first;
-  const std::string message_id = *prepared->second.messages.at(0)->message_id;
+  const uint32_t ws = prepared->ws;
   auto id = ProfileId(req);
-  s.ingestor->Ingest(ws, std::move(prepared->second), collect::Mode::kOwn,
-                     [s, ws, id = *id, message_id, respond = std::move(respond)](
+  s.ingestor->Ingest(ws, std::move(prepared->request), collect::Mode::kOwn,
+                     [s, ws, id = *id, message_id = prepared->message_id, respond = std::move(respond)](
                          absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
                        if (!results.ok()) return Answer(std::move(respond), results.status());
                        const collect::MessageResult& r = results->at(0);

@@ -80,6 +80,14 @@ class Engine::Run {
     return absl::DataLossError(fmt::format("profile {} redirects more than {} times", id, kMaxRedirectHops));
   }
 
+  // The workspace's purposes, fetched once per run.
+  absl::StatusOr<const trust::PurposePolicy*> Policy() {
+    if (!policy_) {
+      RAPPORT_ASSIGN_OR_RETURN(policy_, engine_.PolicyFor(txn_, ws_));
+    }
+    return policy_.get();
+  }
+
   // The live profile an identifier belongs to, or nullptr.
   absl::StatusOr<ProfileRecord*> ProfileOf(const Identifier& id) {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, txn_.Get(IdentifierKey(ws_, id)));
@@ -181,6 +189,7 @@ class Engine::Run {
   absl::flat_hash_set<uint64_t> recompute_;  // merged during a backfill: recompute those traits
   absl::flat_hash_map<uint64_t, Changes> changes_;
   std::vector<std::optional<Value>> field_cache_;  // Evaluate's, kept for its allocation
+  std::shared_ptr<const trust::PurposePolicy> policy_;  // Policy()'s
 };
 
 namespace {
@@ -590,24 +599,31 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules_of_ws,
                            engine_.RulesFor(txn_, ws_));
   const identity::MergeRules& rules = *rules_of_ws;
-  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, engine_.PolicyFor(txn_, ws_));
+  RAPPORT_ASSIGN_OR_RETURN(const trust::PurposePolicy* policy, Policy());
   const OrderKey key{ts, f.message_id};
   const std::vector<std::pair<std::string, trust::Choice>> choices = trust::ChoicesOf(f, ts, *policy);
   // Whether the person `profiles` make up, with this event's choices, granted the purpose.
   auto admitted = [&](const std::vector<uint64_t>& profiles) -> absl::StatusOr<bool> {
-    trust::ConsentSet consents;
-    for (uint64_t id : profiles) {
-      RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
-      if (r) consents.Merge(r->consents);
-    }
-    for (const auto& [purpose, choice] : choices) {
-      const trust::Choice* current = consents.Find(purpose);
-      if (!current || (trust::Supersedes(choice, *current) && current->state != choice.state)) {
-        admission->changes_consent = true;
+    trust::ConsentSet combined;
+    const trust::ConsentSet* consents = &combined;
+    if (profiles.size() == 1 && choices.empty()) {
+      // The common case, judged on the profile's own set without copying it.
+      RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(profiles.front()));
+      if (r) consents = &r->consents;
+    } else {
+      for (uint64_t id : profiles) {
+        RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
+        if (r) combined.Merge(r->consents);
       }
-      consents.Record(purpose, choice);
+      for (const auto& [purpose, choice] : choices) {
+        const trust::Choice* current = combined.Find(purpose);
+        if (!current || (trust::Supersedes(choice, *current) && current->state != choice.state)) {
+          admission->changes_consent = true;
+        }
+        combined.Record(purpose, choice);
+      }
     }
-    admission->refused = trust::Permits(consents, admission->purpose, *policy, now_);
+    admission->refused = trust::Permits(*consents, admission->purpose, *policy, now_);
     return admission->refused.ok();
   };
 
@@ -943,8 +959,8 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
                                              const store::PreparedEvent& prepared, store::StateTxn& state) {
   RAPPORT_ASSIGN_OR_RETURN(const identity::Separations* separations, SeparationsOf(state, event.workspace));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, event.workspace));
-  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, PolicyFor(state, event.workspace));
   Run run(*this, state, event.workspace, *separations, *defs, seq);
+  RAPPORT_ASSIGN_OR_RETURN(const trust::PurposePolicy* policy, run.Policy());
   const Prepared& p = static_cast<const Prepared&>(prepared);
   // Observed against other definitions (changed since): the writer observes again.
   const auto* observed = p.defs == defs ? &p.observations : nullptr;
