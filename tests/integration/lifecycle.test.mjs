@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, post, eventsOf, cli, cleanup, tempDir } from '../lib/server.mjs';
+import { startServer, post, get, eventsOf, cli, cleanup, tempDir } from '../lib/server.mjs';
 
 function batchOf(prefix, n, extra = {}) {
   return { batch: Array.from({ length: n }, (_, i) => ({
@@ -158,7 +158,7 @@ test('export (while serving) and import (into a fresh store) round-trip every ev
   cleanup(fresh);
 });
 
-test('a full disk answers 503 with Retry-After, never 200, and readiness fails', async (t) => {
+test('a full disk answers 503 with Retry-After, never 200, readiness fails, and reads fail closed', async (t) => {
   const mount = tempDir('rapport-full-');
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mount], { stdio: 'ignore' });
@@ -186,9 +186,21 @@ test('a full disk answers 503 with Retry-After, never 200, and readiness fails',
     assert.equal(ready.status, 503);
     const after = await post(server, '/v1/track', { userId: 'u', event: 'E' });
     assert.equal(after.status, 503);
-    // Everything acknowledged before the failure is still readable.
-    for (const i of stored.slice(-3)) {
-      assert.equal((await eventsOf(server, { userId: `full-${i}-user` })).length, 40);
+    // Reads of personal data fail closed: one that cannot be written to the audit log is not
+    // answered.
+    const read = await get(server, `/api/v1/events?userId=full-${stored.at(-1)}-user`);
+    assert.equal(read.status, 503, read.text);
+    assert.equal(read.json.error.code, 'audit_unavailable');
+    // Given room and a restart, everything acknowledged before the failure is readable.
+    await server.stop('SIGKILL');
+    execFileSync('mount', ['-o', 'remount,size=64m', mount]);
+    const again = await startServer({ data });
+    try {
+      for (const i of stored.slice(-3)) {
+        assert.equal((await eventsOf(again, { userId: `full-${i}-user` })).length, 40);
+      }
+    } finally {
+      await again.stop();
     }
   } finally {
     await server.stop('SIGKILL');

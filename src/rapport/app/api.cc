@@ -2,32 +2,40 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <fstream>
 #include <iterator>
 #include <memory>
 
+#include "rapport/app/internal/handlers.h"
 #include "rapport/base/check.h"
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
+#include "rapport/base/strings.h"
 #include "rapport/base/crypto.h"
 #include "rapport/identity/rules_json.h"
 #include "rapport/profile/json.h"
+#include "rapport/trust/audit.h"
 #include "rapport/trust/consent_json.h"
+#include "rapport/trust/limits.h"
+#include "rapport/wire/event_facts.h"
 #include "rapport/wire/definition_json.h"
 #include "rapport/wire/json_text.h"
 #include "rapport/wire/segment.h"
 
 namespace rapport::app {
-namespace {
 
 using http::ErrorResponse;
 using http::ErrorShape;
-using http::Method;
 using http::Request;
 using http::Responder;
 using http::Response;
+
+// --- Shared by the handlers (internal/handlers.h).
+
+namespace internal {
 
 Response Json(int status, std::string body) {
   Response r;
@@ -35,6 +43,71 @@ Response Json(int status, std::string body) {
   r.body = std::move(body);
   return r;
 }
+
+void Answer(Responder&& respond, absl::StatusOr<Response> response) {
+  std::move(respond)(response.ok() ? *std::move(response)
+                                   : ErrorResponse(response.status(), ErrorShape::kNative));
+}
+
+absl::StatusOr<size_t> Limit(const Request& req, size_t fallback, size_t max) {
+  auto text = req.Query("limit");
+  if (!text) return fallback;
+  size_t value = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value < 1 || value > max) {
+    return base::InvalidField("invalid_field", "limit",
+                              fmt::format("limit must be a whole number from 1 to {}", max),
+                              static_cast<int64_t>(max));
+  }
+  return value;
+}
+
+absl::StatusOr<uint64_t> ProfileId(const Request& req) {
+  const std::string_view text = req.Param("id");
+  uint64_t id = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || end != text.data() + text.size() || id == 0) {
+    return base::InvalidField("invalid_profile_id", "id",
+                              fmt::format("'{}' is not a profile id (a positive whole number)", text));
+  }
+  return id;
+}
+
+absl::Status AuditRead(const Services& s, const Caller& key, std::string_view action, uint64_t profile,
+                       std::string subject, uint64_t count) {
+  absl::Status st = s.audit->Record(key.workspace, {.key_id = key.id,
+                                                    .key_name = key.name,
+                                                    .profile = profile,
+                                                    .action = std::string(action),
+                                                    .purposes = key.purposes,
+                                                    .subject = std::move(subject),
+                                                    .count = count});
+  if (st.ok()) return st;
+  return base::MakeError(absl::StatusCode::kUnavailable, "audit_unavailable",
+                         fmt::format("the read could not be written to the audit log, so it was not answered: {}",
+                                     base::AsStd(st.message())));
+}
+
+absl::StatusOr<std::optional<std::vector<std::string>>> VisibleTo(const Services& s, store::StateReader& reader,
+                                                                  const Caller& key, const profile::ProfileRecord* p) {
+  if (!key.restricted()) return std::nullopt;
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                           s.profiles->ReadPolicy(reader, key.workspace));
+  return trust::VisiblePurposes(key.purposes, p ? p->consents : trust::ConsentSet{}, *policy, s.profiles->Now());
+}
+
+}  // namespace internal
+
+namespace {
+
+using http::Method;
+using internal::Answer;
+using internal::AuditRead;
+using internal::Caller;
+using internal::Json;
+using internal::Limit;
+using internal::ProfileId;
+using internal::VisibleTo;
 
 std::string_view OutcomeName(collect::Outcome o) {
   switch (o) {
@@ -103,6 +176,7 @@ http::Handler TrackingHandler(const Services& s, std::optional<wire::EventType> 
       if (!info || info->kind != trust::KeyKind::kWrite) {
         return Unauthenticated("invalid_write_key", "the write key is not known to this server");
       }
+      RAPPORT_RETURN_IF_ERROR(s.limiter->Take(*info));
       workspace = info->workspace;
       return absl::OkStatus();
     };
@@ -149,42 +223,21 @@ http::Handler TrackingHandler(const Services& s, std::optional<wire::EventType> 
   };
 }
 
-// Authenticates a secret key holding `scope`, or answers 401/403.
-absl::StatusOr<trust::KeyInfo> RequireScope(const Services& s, const Request& req,
-                                            std::string_view scope) {
-  auto token = trust::BearerToken(req.authorization);
-  if (!token) {
-    return Unauthenticated("missing_secret_key",
-                           "send a secret key as 'Authorization: Bearer <key>'");
-  }
-  auto info = s.workspaces->Authenticate(*token);
-  if (!info) return Unauthenticated("invalid_secret_key", "the key is not known to this server");
-  if (!info->HasScope(scope)) {
-    return base::MakeError(absl::StatusCode::kPermissionDenied, "missing_scope",
-                           fmt::format("this key lacks the '{}' scope{}", scope,
-                                       info->kind == trust::KeyKind::kWrite
-                                           ? " (write keys may only send events)"
-                                           : ""));
-  }
-  return *info;
+
+bool Contains(const std::vector<std::string>& v, std::string_view item) {
+  return std::find(v.begin(), v.end(), item) != v.end();
 }
 
-absl::StatusOr<size_t> Limit(const Request& req, size_t fallback, size_t max) {
-  auto text = req.Query("limit");
-  if (!text) return fallback;
-  size_t value = 0;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || end != text->data() + text->size() || value < 1 || value > max) {
-    return base::InvalidField("invalid_field", "limit",
-                              fmt::format("limit must be a whole number from 1 to {}", max),
-                              static_cast<int64_t>(max));
-  }
-  return value;
+// Whether a stored event may be shown to a reader who sees `visible` (nullopt: everything).
+bool EventVisible(std::string_view payload, const std::optional<std::vector<std::string>>& visible,
+                  const trust::PurposePolicy& policy) {
+  if (!visible) return true;
+  auto facts = wire::ReadEventFacts(payload);
+  return facts.ok() && Contains(*visible, trust::PurposeOf(*facts, policy));
 }
 
-void ListEvents(const Services& s, Request&& req, Responder&& respond) {
-  auto run = [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
+void ListEvents(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     auto user = req.Query("userId");
     auto anonymous = req.Query("anonymousId");
     if (user.has_value() == anonymous.has_value() || (user && user->empty()) ||
@@ -199,36 +252,28 @@ void ListEvents(const Services& s, Request&& req, Responder&& respond) {
                                   user ? store::IdKind::kUserId : store::IdKind::kAnonymousId,
                                   user ? *user : *anonymous, req.Query("cursor").value_or(""),
                                   limit));
+    // The person these events are of: for the audit log, and what a restricted key may see.
+    auto reader = s.store->NewStateReader();
+    auto p = s.profiles->Lookup(*reader, key.workspace,
+                                {user ? "user_id" : "anonymous_id", std::string(user ? *user : *anonymous),
+                                 user ? "userId" : "anonymousId"});
+    if (!p.ok() && !absl::IsNotFound(p.status())) return p.status();
+    RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, *reader, key, p.ok() ? &*p : nullptr));
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                             s.profiles->ReadPolicy(*reader, key.workspace));
     std::string body = "{\"events\":[";
-    for (size_t i = 0; i < page.events.size(); ++i) {
-      if (i) body += ',';
-      body += page.events[i].payload;
+    size_t shown = 0;
+    for (const store::StoredEvent& e : page.events) {
+      if (!EventVisible(e.payload, visible, *policy)) continue;
+      if (shown++) body += ',';
+      body += e.payload;
     }
+    RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "events", p.ok() ? p->id : 0, "", shown));
     body += "],\"next_cursor\":";
     body += page.next_cursor.empty() ? "null" : wire::Quote(page.next_cursor);
     body += '}';
     return Json(200, std::move(body));
-  };
-  auto response = run();
-  std::move(respond)(response.ok() ? *std::move(response)
-                                   : ErrorResponse(response.status(), ErrorShape::kNative));
-}
-
-// Answers `respond` with what `run` returns, or its error in rapport's shape.
-void Answer(Responder&& respond, absl::StatusOr<Response> response) {
-  std::move(respond)(response.ok() ? *std::move(response)
-                                   : ErrorResponse(response.status(), ErrorShape::kNative));
-}
-
-absl::StatusOr<uint64_t> ProfileId(const Request& req) {
-  const std::string_view text = req.Param("id");
-  uint64_t id = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (ec != std::errc() || end != text.data() + text.size() || id == 0) {
-    return base::InvalidField("invalid_profile_id", "id",
-                              fmt::format("'{}' is not a profile id (a positive whole number)", text));
-  }
-  return id;
+  }());
 }
 
 // The identifier named by the query: one of user_id, anonymous_id, email, phone, device_id (or
@@ -260,56 +305,52 @@ absl::StatusOr<wire::RawIdentifier> QueryIdentifier(const Request& req) {
   return found.front();
 }
 
-// The profile named by the path's {id} (scope profiles:read), rendered by `render`.
-void AnswerProfile(const Services& s, const Request& req, Responder&& respond,
-                   std::string (*render)(const profile::ProfileRecord&, uint64_t requested)) {
-  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
-    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
-    auto reader = s.store->NewStateReader();
-    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-    return Json(200, render(p, id));
-  }());
-}
-
-// The whole profile: what it is, and what is derived from it now.
-absl::StatusOr<Response> FullProfile(const Services& s, store::StateReader& reader, uint32_t ws,
-                                     const profile::ProfileRecord& p, uint64_t requested) {
+// The whole profile: what it is, and what is derived from it now (for a key restricted to
+// purposes, only what they allow), the read audited as `action`.
+absl::StatusOr<Response> FullProfile(const Services& s, store::StateReader& reader, const Caller& key,
+                                     const profile::ProfileRecord& p, uint64_t requested, std::string_view action) {
+  const uint32_t ws = key.workspace;
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const profile::Definitions> defs,
                            s.profiles->DefinitionsFor(reader, ws));
   RAPPORT_ASSIGN_OR_RETURN(profile::DerivedState derived, profile::Engine::ReadDerived(reader, ws, p.id));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, s.profiles->ReadPolicy(reader, ws));
-  return Json(200, profile::ProfileJson(p, requested, *defs, derived, *policy, s.profiles->Now()));
+  RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, reader, key, &p));
+  RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, action, p.id));
+  return Json(200, profile::ProfileJson(p, requested, *defs, derived, *policy, s.profiles->Now(),
+                                        visible ? &*visible : nullptr));
 }
 
-void GetProfile(const Services& s, Request&& req, Responder&& respond) {
+void GetProfile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-    return FullProfile(s, *reader, key.workspace, p, id);
+    return FullProfile(s, *reader, key, p, id, "profile");
   }());
 }
 
-void LookupProfile(const Services& s, Request&& req, Responder&& respond) {
+void LookupProfile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     RAPPORT_ASSIGN_OR_RETURN(wire::RawIdentifier id, QueryIdentifier(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, s.profiles->Lookup(*reader, key.workspace, id));
-    return FullProfile(s, *reader, key.workspace, p, p.id);
+    return FullProfile(s, *reader, key, p, p.id, "profile_lookup");
   }());
 }
 
-void GetIdentities(const Services& s, Request&& req, Responder&& respond) {
-  AnswerProfile(s, req, std::move(respond),
-                [](const profile::ProfileRecord& p, uint64_t) { return profile::IdentitiesJson(p); });
+// Identifiers are `necessary`: every key that may read profiles sees them.
+void GetIdentities(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "profile_identities", p.id));
+    return Json(200, profile::IdentitiesJson(p));
+  }());
 }
 
-void GetTimeline(const Services& s, Request&& req, Responder&& respond) {
+void GetTimeline(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
     RAPPORT_ASSIGN_OR_RETURN(size_t limit, Limit(req, 100, 1000));
     auto reader = s.store->NewStateReader();
@@ -317,13 +358,24 @@ void GetTimeline(const Services& s, Request&& req, Responder&& respond) {
     RAPPORT_ASSIGN_OR_RETURN(
         profile::TimelinePage page,
         profile::Engine::Timeline(*reader, key.workspace, p.id, req.Query("cursor").value_or(""), limit));
+    RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, *reader, key, &p));
+    if (visible) {
+      // A restricted key sees the events of the purposes it may see, and segment changes
+      // (derived from analytics) only with analytics.
+      RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                               s.profiles->ReadPolicy(*reader, key.workspace));
+      std::erase_if(page.items, [&](const profile::TimelineItem& item) {
+        return item.membership ? !Contains(*visible, trust::kAnalytics)
+                               : !EventVisible(item.event.payload, visible, *policy);
+      });
+    }
+    RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "profile_events", p.id, "", page.items.size()));
     return Json(200, profile::TimelineJson(p.id, page));
   }());
 }
 
-void SplitProfile(const Services& s, Request&& req, Responder&& respond) {
+void SplitProfile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   auto prepared = [&]() -> absl::StatusOr<std::pair<uint32_t, wire::RawIdentifier>> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:write"));
     RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> type, wire::ReadStringMember(req.body, "type"));
     RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, wire::ReadStringMember(req.body, "value"));
     if (!type || !value) {
@@ -366,9 +418,8 @@ absl::StatusOr<std::optional<profile::Job>> JobOf(store::StateReader& reader, ui
   return *std::move(job);
 }
 
-void ListDefinitions(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
+void ListDefinitions(const Services& s, const Caller& key, const DefinitionRoute& route, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(std::vector<profile::StoredDefinition> list,
                              profile::Engine::ListDefinitions(*reader, key.workspace, route.kind));
@@ -382,9 +433,8 @@ void ListDefinitions(const Services& s, const DefinitionRoute& route, Request&& 
   }());
 }
 
-void GetDefinition(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
+void GetDefinition(const Services& s, const Caller& key, const DefinitionRoute& route, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     const std::string name(req.Param("name"));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::StoredDefinition> d,
@@ -397,11 +447,9 @@ void GetDefinition(const Services& s, const DefinitionRoute& route, Request&& re
 
 // POST (create) and PUT (replace) of a definition: validated and stored on the writer, its
 // backfill job queued in the same batch.
-void PutDefinition(const Services& s, const DefinitionRoute& route, profile::PutMode mode, Request&& req,
+void PutDefinition(const Services& s, const Caller& key, const DefinitionRoute& route, profile::PutMode mode, Request&& req,
                    Responder&& respond) {
-  auto key = RequireScope(s, req, "definitions:write");
-  if (!key.ok()) return Answer(std::move(respond), key.status());
-  const uint32_t ws = key->workspace;
+  const uint32_t ws = key.workspace;
   using Change = absl::StatusOr<profile::DefinitionChange>;
   std::function<Change(store::StateTxn&)> put;
   std::string name;
@@ -440,12 +488,10 @@ void PutDefinition(const Services& s, const DefinitionRoute& route, profile::Put
       });
 }
 
-void BackfillDefinition(const Services& s, const DefinitionRoute& route, Request&& req, Responder&& respond) {
-  auto key = RequireScope(s, req, "definitions:write");
-  if (!key.ok()) return Answer(std::move(respond), key.status());
+void BackfillDefinition(const Services& s, const Caller& key, const DefinitionRoute& route, Request&& req, Responder&& respond) {
   auto job = std::make_shared<profile::Job>();
   s.store->RunExclusive(
-      [s, ws = key->workspace, kind = route.kind, name = std::string(req.Param("name")), job](store::StateTxn& txn) -> absl::Status {
+      [s, ws = key.workspace, kind = route.kind, name = std::string(req.Param("name")), job](store::StateTxn& txn) -> absl::Status {
         RAPPORT_ASSIGN_OR_RETURN(*job, s.profiles->Backfill(txn, ws, kind, name));
         return absl::OkStatus();
       },
@@ -456,9 +502,8 @@ void BackfillDefinition(const Services& s, const DefinitionRoute& route, Request
       });
 }
 
-void GetJob(const Services& s, Request&& req, Responder&& respond) {
+void GetJob(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     const std::string_view text = req.Param("id");
     uint64_t id = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
@@ -473,22 +518,41 @@ void GetJob(const Services& s, Request&& req, Responder&& respond) {
   }());
 }
 
-void SegmentMembers(const Services& s, Request&& req, Responder&& respond) {
+void SegmentMembers(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     RAPPORT_ASSIGN_OR_RETURN(size_t limit, Limit(req, 100, 1000));
     auto reader = s.store->NewStateReader();
+    if (key.restricted() && !Contains(key.purposes, trust::kAnalytics)) {
+      return base::MakeError(absl::StatusCode::kPermissionDenied, "purpose_restricted",
+                             "segments are derived for analytics, and this key is not for that purpose");
+    }
     RAPPORT_ASSIGN_OR_RETURN(profile::MembersPage page,
                              s.profiles->Members(*reader, key.workspace, req.Param("name"),
                                                  req.Query("cursor").value_or(""), limit));
+    if (key.restricted()) {
+      // Only the members who granted analytics (a page may then hold fewer than `limit`).
+      absl::Status failed;
+      std::erase_if(page.members, [&](const std::pair<uint64_t, base::Micros>& m) {
+        auto p = profile::Engine::Read(*reader, key.workspace, m.first);
+        if (!p.ok()) {
+          if (!absl::IsNotFound(p.status())) failed = p.status();
+          return true;
+        }
+        auto visible = VisibleTo(s, *reader, key, &*p);
+        if (!visible.ok()) failed = visible.status();
+        return !visible.ok() || !Contains(**visible, trust::kAnalytics);
+      });
+      RAPPORT_RETURN_IF_ERROR(failed);
+    }
+    RAPPORT_RETURN_IF_ERROR(
+        AuditRead(s, key, "segment_members", 0, fmt::format("segment {}", req.Param("name")), page.members.size()));
     return Json(200, profile::MembersJson(req.Param("name"), page));
   }());
 }
 
 // The workspace's merge protection (docs/api/settings.md).
-void GetMergeProtection(const Services& s, Request&& req, Responder&& respond) {
+void GetMergeProtection(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules,
                              s.profiles->ReadRules(*reader, key.workspace));
@@ -496,13 +560,11 @@ void GetMergeProtection(const Services& s, Request&& req, Responder&& respond) {
   }());
 }
 
-void PutMergeProtection(const Services& s, Request&& req, Responder&& respond) {
-  auto key = RequireScope(s, req, "definitions:write");
-  if (!key.ok()) return Answer(std::move(respond), key.status());
+void PutMergeProtection(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   auto rules = identity::ParseMergeRules(req.body);
   if (!rules.ok()) return Answer(std::move(respond), rules.status());
   s.store->RunExclusive(
-      [s, ws = key->workspace, rules = *rules](store::StateTxn& txn) {
+      [s, ws = key.workspace, rules = *rules](store::StateTxn& txn) {
         s.profiles->PutRules(txn, ws, rules);
         return absl::OkStatus();
       },
@@ -512,138 +574,9 @@ void PutMergeProtection(const Services& s, Request&& req, Responder&& respond) {
       });
 }
 
-// --- Consent (docs/consent.md).
-
-absl::StatusOr<Response> ConsentOf(const Services& s, uint32_t ws, uint64_t id) {
-  auto reader = s.store->NewStateReader();
-  RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, ws, id));
-  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, s.profiles->ReadPolicy(*reader, ws));
-  return Json(200, profile::ConsentJson(p, *policy, s.profiles->Now()));
-}
-
-void GetConsent(const Services& s, Request&& req, Responder&& respond) {
-  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "consent"));
-    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
-    return ConsentOf(s, key.workspace, id);
-  }());
-}
-
-// Records a change of consent as an event of the person (so it is on their timeline, in their
-// export, and replayed like any other), then answers with the consent it leaves.
-void PutConsent(const Services& s, Request&& req, Responder&& respond) {
-  struct Change {
-    uint32_t ws;
-    std::string message_id;
-    wire::TrackingRequest request;
-  };
-  auto prepared = [&]() -> absl::StatusOr<Change> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "consent"));
-    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
-    auto reader = s.store->NewStateReader();
-    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
-                             s.profiles->ReadPolicy(*reader, key.workspace));
-    RAPPORT_ASSIGN_OR_RETURN(trust::ConsentUpdate update, trust::ParseConsentUpdate(req.body, *policy));
-    // The event names the person by an identifier the profile holds: its user id, else an
-    // anonymous id (every profile has one of the two: every event does).
-    const identity::Identifier* named = nullptr;
-    for (const profile::IdentityEntry& e : p.identities) {
-      if (e.identifier.type == "user_id") {
-        named = &e.identifier;
-        break;
-      }
-      if (e.identifier.type == "anonymous_id" && !named) named = &e.identifier;
-    }
-    if (!named) {
-      return base::MakeError(absl::StatusCode::kFailedPrecondition, "no_event_identifier",
-                             fmt::format("profile {} has no user id or anonymous id to record the change under",
-                                         p.id));
-    }
-    Change change{key.workspace, base::RandomToken("consent-", 12), {}};
-    change.request.messages.push_back(wire::ParseMessage(trust::ConsentChangeMessage(
-        update, trust::kSourceApi, named->type == "user_id" ? "userId" : "anonymousId", named->value,
-        change.message_id)));
-    return change;
-  }();
-  if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
-  const uint32_t ws = prepared->ws;
-  auto id = ProfileId(req);
-  s.ingestor->Ingest(ws, std::move(prepared->request), collect::Mode::kOwn,
-                     [s, ws, id = *id, message_id = prepared->message_id, respond = std::move(respond)](
-                         absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
-                       if (!results.ok()) return Answer(std::move(respond), results.status());
-                       const collect::MessageResult& r = results->at(0);
-                       if (r.outcome == collect::Outcome::kRejected || r.outcome == collect::Outcome::kRefused) {
-                         return Answer(std::move(respond), r.error);
-                       }
-                       std::move(respond).Later([s, ws, id, message_id]() -> Response {
-                         auto response = [&]() -> absl::StatusOr<Response> {
-                           // The change went in under an identifier the profile held when it was
-                           // read; make sure it reached this profile (a split or new merge
-                           // protection in between could have sent it elsewhere).
-                           auto reader = s.store->NewStateReader();
-                           RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, ws, id));
-                           bool landed = false;
-                           for (const auto& [purpose, choice] : p.consents.choices()) landed |= choice.message_id == message_id;
-                           if (!landed) {
-                             return base::MakeError(absl::StatusCode::kAborted, "consent_not_recorded",
-                                                    "the profile changed while the choice was recorded (a split or "
-                                                    "a merge); read it again and repeat the change");
-                           }
-                           return ConsentOf(s, ws, id);
-                         }();
-                         return response.ok() ? *std::move(response)
-                                              : ErrorResponse(response.status(), ErrorShape::kNative);
-                       });
-                     });
-}
-
-void GetPurposes(const Services& s, Request&& req, Responder&& respond) {
-  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_ASSIGN_OR_RETURN(trust::KeyInfo key, RequireScope(s, req, "profiles:read"));
-    auto reader = s.store->NewStateReader();
-    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
-                             s.profiles->ReadPolicy(*reader, key.workspace));
-    return Json(200, trust::PurposePolicyJson(*policy));
-  }());
-}
-
-void PutPurposes(const Services& s, Request&& req, Responder&& respond) {
-  auto key = RequireScope(s, req, "definitions:write");
-  if (!key.ok()) return Answer(std::move(respond), key.status());
-  auto policy = trust::ParsePurposePolicy(req.body);
-  if (!policy.ok()) return Answer(std::move(respond), policy.status());
-  s.store->RunExclusive(
-      [s, ws = key->workspace, policy = *policy](store::StateTxn& txn) {
-        s.profiles->PutPolicy(txn, ws, policy);
-        return absl::OkStatus();
-      },
-      [policy = *policy, respond = std::move(respond)](absl::Status status) mutable {
-        if (!status.ok()) return Answer(std::move(respond), status);
-        std::move(respond).Later([policy] { return Json(200, trust::PurposePolicyJson(policy)); });
-      });
-}
-
-void WhoAmI(const Services& s, Request&& req, Responder&& respond) {
-  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    auto token = trust::BearerToken(req.authorization);
-    if (!token) return Unauthenticated("missing_secret_key", "send a secret key as 'Authorization: Bearer <key>'");
-    auto info = s.workspaces->Authenticate(*token);
-    if (!info || info->kind != trust::KeyKind::kSecret) {
-      return Unauthenticated("invalid_secret_key", "the key is not a secret key known to this server");
-    }
-    auto ws = s.workspaces->Find(info->workspace);
-    std::string body = "{\"workspace\":" + wire::Quote(ws ? ws->name : "") +
-                       fmt::format(",\"workspace_id\":{},\"kind\":\"secret\",\"scopes\":[", info->workspace);
-    for (size_t i = 0; i < info->scopes.size(); ++i) body += (i ? "," : "") + wire::Quote(info->scopes[i]);
-    return Json(200, body + "]}");
-  }());
-}
-
 // --- The console's assets: GET /console and /console/{file} from Services::console_dir.
 
-void ConsoleFile(const Services& s, Request&& req, Responder&& respond) {
+void ConsoleFile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   std::string file(req.Param("file"));
   if (file.empty()) file = "index.html";
   bool ok = file.size() <= 64 && file[0] != '.';
@@ -674,19 +607,15 @@ void ConsoleFile(const Services& s, Request&& req, Responder&& respond) {
   std::move(respond)(std::move(r));
 }
 
-void CreateWorkspace(const Services& s, Request&& req, Responder&& respond) {
-  auto run = [&]() -> absl::StatusOr<Response> {
-    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
+void CreateWorkspace(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> name, wire::ReadStringMember(req.body, "name"));
     if (!name) return base::InvalidField("missing_field", "name", "give the workspace a 'name'");
     RAPPORT_ASSIGN_OR_RETURN(trust::CreatedWorkspace created, s.workspaces->Create(*name));
     return Json(201, fmt::format("{{\"workspace\":{},\"id\":{},\"write_key\":{},\"secret_key\":{}}}",
                                  wire::Quote(created.workspace.name), created.workspace.id,
                                  wire::Quote(created.write_key), wire::Quote(created.secret_key)));
-  };
-  auto response = run();
-  std::move(respond)(response.ok() ? *std::move(response)
-                                   : ErrorResponse(response.status(), ErrorShape::kNative));
+  }());
 }
 
 // --- The simulated clock (serve --clock=simulated): GET and POST /api/v1/admin/clock.
@@ -695,18 +624,16 @@ std::string ClockJson(base::Micros now) {
   return fmt::format("{{\"clock\":\"simulated\",\"now\":{}}}", wire::Quote(base::FormatIso8601(now)));
 }
 
-void GetClock(const Services& s, Request&& req, Responder&& respond) {
+void GetClock(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
     return Json(200, ClockJson(s.simulated_clock->Now()));
   }());
 }
 
 // Moves the clock forward to {"now": ISO-8601}. Backwards is refused: windows, the due index
 // and deduplication all assume that time does not go back.
-void SetClock(const Services& s, Request&& req, Responder&& respond) {
+void SetClock(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
-    RAPPORT_RETURN_IF_ERROR(RequireScope(s, req, "admin").status());
     RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> text, wire::ReadStringMember(req.body, "now"));
     if (!text) return base::InvalidField("missing_field", "now", "give the new time as {\"now\": \"<ISO-8601>\"}");
     auto now = base::ParseIso8601(*text);
@@ -731,86 +658,174 @@ http::ErrorShape ErrorShapeFor(std::string_view path) {
   return path.starts_with("/v1/") ? ErrorShape::kSegment : ErrorShape::kNative;
 }
 
-std::vector<http::Route> Routes(const Services& s) {
-  std::vector<http::Route> routes;
+std::string Access::Name() const {
+  switch (kind) {
+    case Kind::kPublic: return "public";
+    case Kind::kWriteKey: return "write_key";
+    case Kind::kSecretKey: return scope.empty() ? "secret_key" : std::string(scope);
+  }
+  return "";
+}
+
+namespace {
+
+constexpr Access kPublic{Access::Kind::kPublic, ""};
+constexpr Access kWriteKey{Access::Kind::kWriteKey, ""};
+constexpr Access kAnySecretKey{Access::Kind::kSecretKey, ""};
+constexpr Access Scope(std::string_view scope) { return {Access::Kind::kSecretKey, scope}; }
+
+// The caller's secret key, if it may use a route with `access` (401 without a known live key,
+// 429 beyond its rate, 403 without the scope); an empty KeyInfo for public and write-key routes
+// (the tracking handler checks the write key itself: it may also come in the body).
+absl::StatusOr<trust::KeyInfo> Admit(const Services& s, const Request& req, const Access& access) {
+  if (access.kind != Access::Kind::kSecretKey) return trust::KeyInfo{};
+  auto token = trust::BearerToken(req.authorization);
+  if (!token) return Unauthenticated("missing_secret_key", "send a secret key as 'Authorization: Bearer <key>'");
+  auto info = s.workspaces->Authenticate(*token);
+  if (!info) return Unauthenticated("invalid_secret_key", "the key is not known to this server (or was revoked)");
+  RAPPORT_RETURN_IF_ERROR(s.limiter->Take(*info));
+  if (info->kind != trust::KeyKind::kSecret) {
+    return base::MakeError(absl::StatusCode::kPermissionDenied, "missing_scope",
+                           "a write key may only send events (/v1/…); use a secret key");
+  }
+  if (!access.scope.empty() && !info->HasScope(access.scope)) {
+    return base::MakeError(absl::StatusCode::kPermissionDenied, "missing_scope",
+                           fmt::format("this key lacks the '{}' scope", access.scope));
+  }
+  return *std::move(info);
+}
+
+void ListRoutes(const Services& s, const Caller&, Request&&, Responder&& respond) {
+  std::string body = "{\"routes\":[";
+  bool first = true;
+  for (const ApiRoute& r : ApiRoutes(s)) {
+    if (!first) body += ',';
+    first = false;
+    body += "{\"method\":" + wire::Quote(http::MethodName(r.method)) + ",\"path\":" + wire::Quote(r.path) +
+            ",\"name\":" + wire::Quote(r.name) + ",\"access\":" + wire::Quote(r.access.Name()) +
+            (r.personal ? ",\"personal\":true}" : ",\"personal\":false}");
+  }
+  std::move(respond)(Json(200, body + "]}"));
+}
+
+}  // namespace
+
+std::vector<ApiRoute> ApiRoutes(const Services& s) {
+  std::vector<ApiRoute> routes;
+  using Fn = void (*)(const Services&, const Caller&, Request&&, Responder&&);
+  auto add = [&](Method method, std::string path, std::string name, Access access, bool personal, Fn fn) {
+    routes.push_back({method, std::move(path), std::move(name), access, personal,
+                      [s, fn](const Caller& key, Request&& r, Responder&& respond) {
+                        fn(s, key, std::move(r), std::move(respond));
+                      }});
+  };
+  constexpr bool kPersonal = true;
   for (auto type : {wire::EventType::kIdentify, wire::EventType::kTrack, wire::EventType::kPage,
                     wire::EventType::kScreen, wire::EventType::kGroup, wire::EventType::kAlias}) {
     const std::string name(wire::EventTypeName(type));
-    routes.push_back({Method::kPost, "/v1/" + name, name, TrackingHandler(s, type)});
+    routes.push_back({Method::kPost, "/v1/" + name, name, kWriteKey, false,
+                      [h = TrackingHandler(s, type)](const Caller&, Request&& r, Responder&& respond) {
+                        h(std::move(r), std::move(respond));
+                      }});
   }
-  routes.push_back({Method::kPost, "/v1/batch", "batch", TrackingHandler(s, std::nullopt)});
-  routes.push_back({Method::kPost, "/v1/import", "import", TrackingHandler(s, std::nullopt)});
+  for (std::string name : {"batch", "import"}) {
+    routes.push_back({Method::kPost, "/v1/" + name, name, kWriteKey, false,
+                      [h = TrackingHandler(s, std::nullopt)](const Caller&, Request&& r, Responder&& respond) {
+                        h(std::move(r), std::move(respond));
+                      }});
+  }
 
-  routes.push_back({Method::kGet, "/api/v1/events", "events",
-                    [s](Request&& r, Responder&& respond) { ListEvents(s, std::move(r), std::move(respond)); }});
-  auto route = [&s](Method method, std::string path, std::string name,
-                    void (*fn)(const Services&, Request&&, Responder&&)) {
-    return http::Route{method, std::move(path), std::move(name),
-                       [s, fn](Request&& r, Responder&& respond) { fn(s, std::move(r), std::move(respond)); }};
-  };
-  routes.push_back(route(Method::kGet, "/api/v1/profiles/lookup", "profile_lookup", LookupProfile));
-  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}", "profile", GetProfile));
-  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/identities", "profile_identities", GetIdentities));
-  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", GetTimeline));
-  routes.push_back(route(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", SplitProfile));
-  routes.push_back(route(Method::kGet, "/api/v1/profiles/{id}/consent", "profile_consent", GetConsent));
-  routes.push_back(route(Method::kPut, "/api/v1/profiles/{id}/consent", "profile_consent_put", PutConsent));
-  auto def_route = [&s](Method method, std::string path, std::string name, const DefinitionRoute& r,
-                        void (*fn)(const Services&, const DefinitionRoute&, Request&&, Responder&&)) {
-    return http::Route{method, std::move(path), std::move(name),
-                       [s, &r, fn](Request&& req, Responder&& respond) { fn(s, r, std::move(req), std::move(respond)); }};
-  };
+  add(Method::kGet, "/api/v1/events", "events", Scope("profiles:read"), kPersonal, ListEvents);
+  add(Method::kGet, "/api/v1/profiles/lookup", "profile_lookup", Scope("profiles:read"), kPersonal, LookupProfile);
+  add(Method::kGet, "/api/v1/profiles/{id}", "profile", Scope("profiles:read"), kPersonal, GetProfile);
+  add(Method::kGet, "/api/v1/profiles/{id}/identities", "profile_identities", Scope("profiles:read"), kPersonal,
+      GetIdentities);
+  add(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", Scope("profiles:read"), kPersonal, GetTimeline);
+  add(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", Scope("profiles:write"), false, SplitProfile);
+  add(Method::kGet, "/api/v1/profiles/{id}/consent", "profile_consent", Scope("consent"), kPersonal,
+      internal::GetConsent);
+  add(Method::kPut, "/api/v1/profiles/{id}/consent", "profile_consent_put", Scope("consent"), kPersonal,
+      internal::PutConsent);
+
   for (const DefinitionRoute* r : {&kComputedRoute, &kSegmentRoute}) {
     const bool computed = r->kind == profile::DefinitionKind::kComputed;
     const std::string base = computed ? "/api/v1/computed-traits" : "/api/v1/segments";
     const std::string label = computed ? "computed_trait" : "segment";
-    routes.push_back(def_route(Method::kGet, base, label + "s", *r, ListDefinitions));
-    routes.push_back(def_route(Method::kGet, base + "/{name}", label, *r, GetDefinition));
-    routes.push_back({Method::kPost, base, label + "_create", [s, r](Request&& req, Responder&& respond) {
-                        PutDefinition(s, *r, profile::PutMode::kCreate, std::move(req), std::move(respond));
-                      }});
-    routes.push_back({Method::kPut, base + "/{name}", label + "_replace", [s, r](Request&& req, Responder&& respond) {
-                        PutDefinition(s, *r, profile::PutMode::kReplace, std::move(req), std::move(respond));
-                      }});
-    routes.push_back(def_route(Method::kPost, base + "/{name}/backfill", label + "_backfill", *r, BackfillDefinition));
+    auto def = [&](Method method, std::string path, std::string name, Access access,
+                   std::function<void(const Caller&, Request&&, Responder&&)> fn) {
+      routes.push_back({method, std::move(path), std::move(name), access, false, std::move(fn)});
+    };
+    def(Method::kGet, base, label + "s", Scope("profiles:read"), [s, r](const Caller& k, Request&& q, Responder&& a) {
+      ListDefinitions(s, k, *r, std::move(q), std::move(a));
+    });
+    def(Method::kGet, base + "/{name}", label, Scope("profiles:read"), [s, r](const Caller& k, Request&& q, Responder&& a) {
+      GetDefinition(s, k, *r, std::move(q), std::move(a));
+    });
+    def(Method::kPost, base, label + "_create", Scope("definitions:write"),
+        [s, r](const Caller& k, Request&& q, Responder&& a) {
+          PutDefinition(s, k, *r, profile::PutMode::kCreate, std::move(q), std::move(a));
+        });
+    def(Method::kPut, base + "/{name}", label + "_replace", Scope("definitions:write"),
+        [s, r](const Caller& k, Request&& q, Responder&& a) {
+          PutDefinition(s, k, *r, profile::PutMode::kReplace, std::move(q), std::move(a));
+        });
+    def(Method::kPost, base + "/{name}/backfill", label + "_backfill", Scope("definitions:write"),
+        [s, r](const Caller& k, Request&& q, Responder&& a) { BackfillDefinition(s, k, *r, std::move(q), std::move(a)); });
   }
-  routes.push_back(route(Method::kGet, "/api/v1/segments/{name}/members", "segment_members", SegmentMembers));
-  routes.push_back(route(Method::kGet, "/api/v1/jobs/{id}", "job", GetJob));
-  routes.push_back(route(Method::kGet, "/api/v1/whoami", "whoami", WhoAmI));
-  routes.push_back(route(Method::kGet, "/api/v1/settings/merge-protection", "merge_protection", GetMergeProtection));
-  routes.push_back(route(Method::kPut, "/api/v1/settings/merge-protection", "merge_protection_put",
-                         PutMergeProtection));
-  routes.push_back(route(Method::kGet, "/api/v1/settings/purposes", "purposes", GetPurposes));
-  routes.push_back(route(Method::kPut, "/api/v1/settings/purposes", "purposes_put", PutPurposes));
-  routes.push_back(route(Method::kGet, "/console", "console", ConsoleFile));
-  routes.push_back(route(Method::kGet, "/console/{file}", "console_file", ConsoleFile));
-  routes.push_back({Method::kPost, "/api/v1/workspaces", "workspaces",
-                    [s](Request&& r, Responder&& respond) {
-                      CreateWorkspace(s, std::move(r), std::move(respond));
-                    }});
+  add(Method::kGet, "/api/v1/segments/{name}/members", "segment_members", Scope("profiles:read"), kPersonal,
+      SegmentMembers);
+  add(Method::kGet, "/api/v1/jobs/{id}", "job", Scope("profiles:read"), false, GetJob);
+  add(Method::kGet, "/api/v1/settings/merge-protection", "merge_protection", Scope("profiles:read"), false,
+      GetMergeProtection);
+  add(Method::kPut, "/api/v1/settings/merge-protection", "merge_protection_put", Scope("definitions:write"), false,
+      PutMergeProtection);
+  add(Method::kGet, "/api/v1/settings/purposes", "purposes", Scope("profiles:read"), false, internal::GetPurposes);
+  add(Method::kPut, "/api/v1/settings/purposes", "purposes_put", Scope("definitions:write"), false,
+      internal::PutPurposes);
 
+  add(Method::kGet, "/api/v1/keys", "keys", Scope("admin"), false, internal::ListKeys);
+  add(Method::kPost, "/api/v1/keys", "key_create", Scope("admin"), false, internal::CreateKey);
+  add(Method::kGet, "/api/v1/keys/{id}", "key", Scope("admin"), false, internal::GetKey);
+  add(Method::kDelete, "/api/v1/keys/{id}", "key_revoke", Scope("admin"), false, internal::RevokeKey);
+  add(Method::kGet, "/api/v1/audit", "audit", Scope("admin"), false, internal::ListAudit);
+  add(Method::kGet, "/api/v1/whoami", "whoami", kAnySecretKey, false, internal::WhoAmI);
+  add(Method::kGet, "/api/v1/routes", "routes", kAnySecretKey, false, ListRoutes);
+
+  add(Method::kPost, "/api/v1/workspaces", "workspaces", Scope(trust::kOperatorScope), false, CreateWorkspace);
   if (s.simulated_clock) {
-    routes.push_back(route(Method::kGet, "/api/v1/admin/clock", "admin_clock", GetClock));
-    routes.push_back(route(Method::kPost, "/api/v1/admin/clock", "admin_clock_set", SetClock));
+    add(Method::kGet, "/api/v1/admin/clock", "admin_clock", Scope(trust::kOperatorScope), false, GetClock);
+    add(Method::kPost, "/api/v1/admin/clock", "admin_clock_set", Scope(trust::kOperatorScope), false, SetClock);
   }
 
-  routes.push_back({Method::kGet, "/healthz", "healthz", [](Request&&, Responder&& respond) {
-                      std::move(respond)(Json(200, "{\"status\":\"ok\"}"));
-                    }});
-  routes.push_back({Method::kGet, "/readyz", "readyz", [s](Request&&, Responder&& respond) {
-                      absl::Status health = s.store->health();
-                      if (health.ok() && s.draining->load()) {
-                        health = absl::UnavailableError("the server is shutting down");
-                      }
-                      std::move(respond)(health.ok() ? Json(200, "{\"status\":\"ready\"}")
-                                                     : ErrorResponse(health, ErrorShape::kNative));
-                    }});
-  routes.push_back({Method::kGet, "/metrics", "metrics", [s](Request&&, Responder&& respond) {
-                      Response r;
-                      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                      r.body = s.metrics->Render();
-                      std::move(respond)(std::move(r));
-                    }});
+  add(Method::kGet, "/console", "console", kPublic, false, ConsoleFile);
+  add(Method::kGet, "/console/{file}", "console_file", kPublic, false, ConsoleFile);
+  add(Method::kGet, "/healthz", "healthz", kPublic, false, [](const Services&, const Caller&, Request&&, Responder&& respond) {
+    std::move(respond)(Json(200, "{\"status\":\"ok\"}"));
+  });
+  add(Method::kGet, "/readyz", "readyz", kPublic, false, [](const Services& s, const Caller&, Request&&, Responder&& respond) {
+    absl::Status health = s.store->health();
+    if (health.ok() && s.draining->load()) health = absl::UnavailableError("the server is shutting down");
+    std::move(respond)(health.ok() ? Json(200, "{\"status\":\"ready\"}") : ErrorResponse(health, ErrorShape::kNative));
+  });
+  add(Method::kGet, "/metrics", "metrics", kPublic, false, [](const Services& s, const Caller&, Request&&, Responder&& respond) {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = s.metrics->Render();
+    std::move(respond)(std::move(r));
+  });
+  return routes;
+}
+
+std::vector<http::Route> Routes(const Services& s) {
+  std::vector<http::Route> routes;
+  for (ApiRoute& r : ApiRoutes(s)) {
+    routes.push_back({r.method, std::move(r.path), std::move(r.name),
+                      [s, access = r.access, handler = std::move(r.handler)](Request&& req, Responder&& respond) {
+                        auto key = Admit(s, req, access);
+                        if (!key.ok()) return Answer(std::move(respond), key.status());
+                        handler(*key, std::move(req), std::move(respond));
+                      }});
+  }
   return routes;
 }
 

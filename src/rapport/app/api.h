@@ -13,6 +13,8 @@
 #include "rapport/http/server.h"
 #include "rapport/profile/engine.h"
 #include "rapport/store/store.h"
+#include "rapport/trust/audit.h"
+#include "rapport/trust/limits.h"
 #include "rapport/trust/workspaces.h"
 
 namespace rapport::app {
@@ -20,6 +22,8 @@ namespace rapport::app {
 struct Services {
   store::Store* store;
   trust::Workspaces* workspaces;
+  trust::RateLimiter* limiter;  // per-key request rates
+  trust::AuditLog* audit;       // reads of personal data
   collect::Ingestor* ingestor;
   profile::Engine* profiles;
   base::Registry* metrics;
@@ -31,7 +35,31 @@ struct Services {
   base::SimulatedClock* simulated_clock = nullptr;
 };
 
-// The route table. The services must outlive the server that serves these routes.
+// Who may call a route (docs/api/keys.md#scopes). Every route declares one.
+struct Access {
+  enum class Kind { kPublic, kWriteKey, kSecretKey };
+  Kind kind;
+  std::string_view scope;  // kSecretKey: the scope the key must hold ("" = any secret key)
+
+  // "public", "write_key", "secret_key" (any) or the scope.
+  std::string Name() const;
+};
+
+struct ApiRoute {
+  http::Method method;
+  std::string path;
+  std::string name;
+  Access access;
+  bool personal;  // answers personal data: every answer is recorded in the audit log
+  // Called once the caller passed `access`, with its key (empty for public and write-key routes).
+  std::function<void(const trust::KeyInfo& key, http::Request&&, http::Responder&&)> handler;
+};
+
+// The route table (GET /api/v1/routes lists it).
+std::vector<ApiRoute> ApiRoutes(const Services& services);
+
+// The table as the server's routes, each behind its access check (401 without a known live key,
+// 429 beyond the key's rate, 403 without the scope). The services must outlive the server.
 std::vector<http::Route> Routes(const Services& services);
 
 // The Segment-compatible surface (/v1/…) answers every error in Segment's shape, also those

@@ -116,6 +116,10 @@ struct ServeFlags {
   size_t block_cache_mb = 128;
   std::string clock = "real";
   std::string clock_start = "2026-01-01T00:00:00Z";
+  trust::RateDefaults rates;
+  int header_timeout_ms = 15000;
+  int body_timeout_ms = 30000;
+  size_t max_body_kb = 500;
 };
 
 // Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.
@@ -210,6 +214,16 @@ int Serve(const ServeFlags& flags) {
   Background background(store->get(), &profiles,
                         {.interval = std::chrono::milliseconds(flags.sweep_ms)});
   collect::Ingestor ingestor(store->get(), clock, &metrics);
+  trust::RateLimiter limiter(flags.rates, base::RealClock::Get());
+  trust::AuditLog audit(store->get(), clock);
+  // Audit entries reach the disk within a second (trust/audit.h).
+  std::atomic<bool> stop_audit_sync{false};
+  std::thread audit_syncer([&] {
+    while (!stop_audit_sync.load()) {
+      for (int i = 0; i < 10 && !stop_audit_sync.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (auto st = audit.Sync(); !st.ok()) spdlog::error("syncing the audit log: {}", base::AsStd(st.message()));
+    }
+  });
   std::atomic<bool> draining{false};
   metrics.AddCollector([](std::string* out) {
     *out += fmt::format("# HELP rapport_bugs_total Broken invariants reported (RAPPORT_BUG).\n"
@@ -222,10 +236,13 @@ int Serve(const ServeFlags& flags) {
   options.port = static_cast<uint16_t>(port);
   options.threads = flags.threads;
   options.max_connections = flags.max_connections;
+  options.header_timeout = std::chrono::milliseconds(flags.header_timeout_ms);
+  options.body_timeout = std::chrono::milliseconds(flags.body_timeout_ms);
+  options.max_body_bytes = flags.max_body_kb * 1024;
   options.metrics = &metrics;
   options.error_shape = ErrorShapeFor;
   auto server = http::Server::Start(
-      options, Routes({store->get(), workspaces->get(), &ingestor, &profiles, &metrics, &draining,
+      options, Routes({store->get(), workspaces->get(), &limiter, &audit, &ingestor, &profiles, &metrics, &draining,
                        [&background] { background.Wake(); }, flags.console, simulated.get()}));
   if (!server.ok()) return Fail(server.status());
   std::printf("rapport listening on http://%s (data %s, --sync=%s%s)\n",
@@ -245,6 +262,9 @@ int Serve(const ServeFlags& flags) {
   // the store finishes its queue and closes, and only then may the server's threads go.
   (*server)->Shutdown(std::chrono::seconds(10));
   background.Stop();  // a job stops between chunks; its committed progress resumes next start
+  stop_audit_sync.store(true);
+  audit_syncer.join();
+  (void)audit.Sync();
   (*store)->Close();
   server->reset();
   std::printf("rapport: stopped cleanly\n");
@@ -453,6 +473,31 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--max-connections", serve.max_connections, "Open connections at most")
       ->capture_default_str();
+  serve_cmd->add_option("--write-key-rate", serve.rates.write.per_second,
+                        "Requests a second per write key (token bucket; 0 = no limit); a key's own rate wins")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  serve_cmd->add_option("--write-key-burst", serve.rates.write.burst, "Burst per write key (0 = twice the rate)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
+  serve_cmd->add_option("--secret-key-rate", serve.rates.secret.per_second,
+                        "Requests a second per secret key (token bucket; 0 = no limit); a key's own rate wins")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  serve_cmd->add_option("--secret-key-burst", serve.rates.secret.burst, "Burst per secret key (0 = twice the rate)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
+  serve_cmd->add_option("--header-timeout-ms", serve.header_timeout_ms,
+                        "A request's line and headers must arrive within this time (slowloris; idle keep-alive)")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  serve_cmd->add_option("--body-timeout-ms", serve.body_timeout_ms, "A request's body must arrive within this time")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600000));
+  serve_cmd->add_option("--max-body-kb", serve.max_body_kb,
+                        "Largest request body in KiB, before and after gzip (a batch is one body)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64 * 1024));
   serve_cmd->add_option("--dedupe-days", serve.dedupe_days,
                         "Days a messageId is remembered for deduplication")
       ->capture_default_str()

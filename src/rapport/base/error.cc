@@ -13,6 +13,7 @@ constexpr char kFieldUrl[] = "rapport/field";
 constexpr char kLimitUrl[] = "rapport/limit";
 constexpr char kPositionUrl[] = "rapport/position";
 constexpr char kExpectedUrl[] = "rapport/expected";
+constexpr char kRetryAfterUrl[] = "rapport/retry_after";
 
 std::optional<int64_t> IntPayload(const absl::Status& status, std::string_view url) {
   auto payload = status.GetPayload(AsAbsl(url));
@@ -42,6 +43,7 @@ ErrorDetails GetErrorDetails(const absl::Status& status) {
   details.limit = IntPayload(status, kLimitUrl);
   details.position = IntPayload(status, kPositionUrl);
   if (auto expected = status.GetPayload(kExpectedUrl)) details.expected = std::string(*expected);
+  details.retry_after = IntPayload(status, kRetryAfterUrl);
   return details;
 }
 
@@ -57,6 +59,13 @@ absl::Status WithPosition(const absl::Status& status, int64_t position, std::str
   absl::Status out = status;
   out.SetPayload(kPositionUrl, absl::Cord(absl::StrCat(position)));
   if (!expected.empty()) out.SetPayload(kExpectedUrl, absl::Cord(AsAbsl(expected)));
+  return out;
+}
+
+absl::Status WithRetryAfter(const absl::Status& status, int64_t seconds) {
+  if (status.ok()) return status;
+  absl::Status out = status;
+  out.SetPayload(kRetryAfterUrl, absl::Cord(absl::StrCat(seconds)));
   return out;
 }
 

@@ -22,6 +22,8 @@ struct ErrorDetails {
   // offset where it was found and what was expected there.
   std::optional<int64_t> position;
   std::string expected;
+  // For a request refused for now (429, 503): how many whole seconds to wait before trying again.
+  std::optional<int64_t> retry_after;
 };
 
 // A Status with `status_code`, `message`, and the details above.
@@ -41,6 +43,9 @@ absl::Status WithField(const absl::Status& status, std::string_view field);
 
 // Returns `status` with the position of a syntax error and what was expected there.
 absl::Status WithPosition(const absl::Status& status, int64_t position, std::string_view expected);
+
+// Returns `status` telling the caller to try again after `seconds` (the Retry-After header).
+absl::Status WithRetryAfter(const absl::Status& status, int64_t seconds);
 
 // The details of `status` (empty fields when it carries none).
 ErrorDetails GetErrorDetails(const absl::Status& status);

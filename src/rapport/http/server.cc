@@ -221,6 +221,7 @@ std::string ErrorMembers(const absl::Status& status) {
   }
   if (d.limit) out += fmt::format(",\"limit\":{}", *d.limit);
   if (d.position) out += fmt::format(",\"position\":{}", *d.position);
+  if (d.retry_after) out += fmt::format(",\"retry_after\":{}", *d.retry_after);
   if (!d.expected.empty()) {
     out += ",\"expected\":";
     wire::AppendQuoted(&out, d.expected);
@@ -233,7 +234,10 @@ Response ErrorResponse(const absl::Status& status, ErrorShape shape) {
   r.status = HttpStatusFor(status);
   r.body = shape == ErrorShape::kSegment ? "{\"success\":false," + ErrorMembers(status) + "}"
                                          : "{\"error\":{" + ErrorMembers(status) + "}}";
-  if (r.status == 429 || r.status == 503) r.headers.emplace_back("Retry-After", "1");
+  if (r.status == 429 || r.status == 503) {
+    const std::optional<int64_t> after = base::GetErrorDetails(status).retry_after;
+    r.headers.emplace_back("Retry-After", std::to_string(after ? *after : 1));
+  }
   return r;
 }
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "rapport/base/time.h"
 #include "rapport/wire/json_text.h"
 
@@ -33,7 +35,10 @@ void AppendIdentifier(std::string* out, const identity::Identifier& id) {
 }  // namespace
 
 std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
-                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now) {
+                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now,
+                        const std::vector<std::string>* visible) {
+  const bool analytics =
+      !visible || std::find(visible->begin(), visible->end(), trust::kAnalytics) != visible->end();
   std::string out = "{\"id\":" + Id(p.id);
   if (requested != p.id) out += ",\"merged_from\":" + Id(requested);
   out += ",\"identifiers\":[";
@@ -48,28 +53,40 @@ std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Defini
     out += ':';
     out += p.traits[i].json;
   }
-  out += "},\"computed\":{";
+  out += '}';
   bool first = true;
-  for (const ComputedTraitDef& def : defs.computed()) {
-    auto it = derived.traits.find(def.name());
-    const bool current = it != derived.traits.end() && it->second.version == def.version;
-    if (!first) out += ',';
-    first = false;
-    AppendQuoted(&out, def.name());
-    out += ':';
-    out += ComputedJson(def, current ? it->second.At(def, now) : Aggregate{}, now);
+  if (analytics) {  // computed traits and segments are derived for analytics
+    out += ",\"computed\":{";
+    for (const ComputedTraitDef& def : defs.computed()) {
+      auto it = derived.traits.find(def.name());
+      const bool current = it != derived.traits.end() && it->second.version == def.version;
+      if (!first) out += ',';
+      first = false;
+      AppendQuoted(&out, def.name());
+      out += ':';
+      out += ComputedJson(def, current ? it->second.At(def, now) : Aggregate{}, now);
+    }
+    out += "},\"segments\":[";
+    first = true;
+    for (const Membership& m : derived.segments) {
+      if (!defs.FindSegment(m.segment)) continue;
+      if (!first) out += ',';
+      first = false;
+      out += "{\"name\":";
+      AppendQuoted(&out, m.segment);
+      out += ",\"entered_at\":" + Time(m.entered_at) + "}";
+    }
+    out += ']';
   }
-  out += "},\"segments\":[";
-  first = true;
-  for (const Membership& m : derived.segments) {
-    if (!defs.FindSegment(m.segment)) continue;
-    if (!first) out += ',';
-    first = false;
-    out += "{\"name\":";
-    AppendQuoted(&out, m.segment);
-    out += ",\"entered_at\":" + Time(m.entered_at) + "}";
+  if (visible) {
+    out += ",\"restricted_to\":[";
+    for (size_t i = 0; i < visible->size(); ++i) {
+      if (i) out += ',';
+      AppendQuoted(&out, (*visible)[i]);
+    }
+    out += ']';
   }
-  out += "],\"consent\":{";
+  out += ",\"consent\":{";
   first = true;
   for (const auto& [purpose, benefit] : policy.purposes) {
     if (!first) out += ',';

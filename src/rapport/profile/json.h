@@ -19,9 +19,12 @@ namespace rapport::profile {
 
 // GET /api/v1/profiles/{id}: identifiers, traits, computed traits (their values at `now`),
 // segments, the state of each purpose, first/last seen. `requested` is the id that was asked
-// for (shown as merged_from when the profile was merged into `p`).
+// for (shown as merged_from when the profile was merged into `p`). With `visible` (a reader
+// restricted to purposes: trust::VisiblePurposes), computed traits and segments are shown only
+// when it holds analytics, and `restricted_to` lists it.
 std::string ProfileJson(const ProfileRecord& p, uint64_t requested, const Definitions& defs,
-                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now);
+                        const DerivedState& derived, const trust::PurposePolicy& policy, base::Micros now,
+                        const std::vector<std::string>* visible = nullptr);
 
 // GET and PUT /api/v1/profiles/{id}/consent: every purpose of the workspace with its state at
 // `now`, the recorded choice (time, source, text version, event) and what it gives the person.

@@ -13,6 +13,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -60,8 +61,8 @@ constexpr size_t kMaxGroupRequests = 1024;
 constexpr size_t kMaxGroupBytes = size_t{32} << 20;
 const std::string kIndexValue(1, internal::kValueVersion);
 
-enum Cf { kMeta, kEvents, kPerson, kDedupe, kState, kNumCfs };
-constexpr const char* kCfNames[kNumCfs] = {"meta", "events", "person", "dedupe", "state"};
+enum Cf { kMeta, kEvents, kPerson, kDedupe, kState, kAudit, kNumCfs };
+constexpr const char* kCfNames[kNumCfs] = {"meta", "events", "person", "dedupe", "state", "audit"};
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -768,7 +769,7 @@ void Store::Impl::RegisterMetrics() {
       absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
       uint64_t v = 0;
       for (int i = 0; i < kNumCfs; ++i) {
-        if (db->GetIntProperty(probe->cf[i], property, &v)) {
+        if (probe->cf[i] && db->GetIntProperty(probe->cf[i], property, &v)) {
           absl::StrAppend(out, name, "{cf=\"", kCfNames[i], "\"} ", v, "\n");
         }
       }
@@ -886,6 +887,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     descriptors.emplace_back(kCfNames[i], cf_options);
   }
 
+  if (options.read_only) {
+    // A store written before the audit log has no such column family; read it without one.
+    std::vector<std::string> existing;
+    if (rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing).ok() &&
+        std::find(existing.begin(), existing.end(), kCfNames[kAudit]) == existing.end()) {
+      descriptors.pop_back();
+    }
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::Status s =
       options.read_only
@@ -905,8 +914,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     return FromRocks(s, absl::StrCat("opening the store at ", options.path));
   }
   // handles[0] is the default column family, which rapport does not use but must keep open.
-  for (int i = 0; i < kNumCfs; ++i) impl->cf[i] = handles[i + 1];
+  for (int i = 0; i < kNumCfs; ++i) impl->cf[i] = i + 1 < static_cast<int>(handles.size()) ? handles[i + 1] : nullptr;
   impl->db->DestroyColumnFamilyHandle(handles[0]);
+
 
   auto store = std::unique_ptr<Store>(new Store(std::move(impl)));
   Impl& st = *store->impl_;
@@ -1169,6 +1179,45 @@ absl::Status Store::ScanMeta(
   return FromRocks(it->status(), "scanning metadata");
 }
 
+absl::Status Store::AppendAudit(const std::vector<std::pair<std::string, std::string>>& puts) {
+  Impl& st = *impl_;
+  if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
+  {
+    base::MutexLock lock(&st.mu);
+    if (!st.latched.ok()) return st.latched;
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : puts) batch.Put(st.cf[kAudit], k, v);
+  rocksdb::Status s = st.db->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return st.Latch(FromRocks(s, "writing the audit log"));
+  return absl::OkStatus();
+}
+
+absl::Status Store::ScanAudit(
+    std::string_view lower, std::string_view upper, bool reverse,
+    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
+  if (!impl_->cf[kAudit]) return absl::OkStatus();  // a read-only store from before the audit log
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lo(lower.data(), lower.size()), hi(upper.data(), upper.size());
+  ro.iterate_lower_bound = &lo;
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->cf[kAudit]));
+  for (reverse ? it->SeekToLast() : it->SeekToFirst(); it->Valid(); reverse ? it->Prev() : it->Next()) {
+    if (!fn(std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
+  }
+  return FromRocks(it->status(), "reading the audit log");
+}
+
+absl::Status Store::SyncLog() {
+  if (impl_->options.read_only) return absl::OkStatus();
+  rocksdb::Status s = impl_->db->SyncWAL();
+  if (!s.ok()) return impl_->Latch(FromRocks(s, "syncing the log"));
+  return absl::OkStatus();
+}
+
 absl::Status Store::health() const {
   base::MutexLock lock(&impl_->mu);
   return impl_->latched;
@@ -1176,6 +1225,7 @@ absl::Status Store::health() const {
 
 absl::Status Store::CompactAll() {
   for (auto* handle : impl_->cf) {
+    if (!handle) continue;
     rocksdb::CompactRangeOptions options;
     options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     RAPPORT_RETURN_IF_ERROR(

@@ -247,6 +247,19 @@ class Store {
                         absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn)
       const;
 
+  // The audit log's key space (trust::AuditLog; docs/formats/store.md). AppendAudit writes
+  // `puts` in one WriteBatch without waiting for an fsync: they are in the write-ahead log (and
+  // survive a crash of the process) when it returns; SyncLog makes them survive a crash of the
+  // machine.
+  absl::Status AppendAudit(const std::vector<std::pair<std::string, std::string>>& puts);
+  // Calls `fn` for the audit keys in [lower, upper), ascending (or descending when `reverse`),
+  // until it returns false.
+  absl::Status ScanAudit(std::string_view lower, std::string_view upper, bool reverse,
+                         absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn)
+      const;
+  // fsyncs the write-ahead log.
+  absl::Status SyncLog();
+
   // OK, or why the store no longer accepts writes.
   absl::Status health() const;
 

@@ -159,4 +159,15 @@ absl::Status Permits(const ConsentSet& consents, std::string_view purpose, const
                          purpose);
 }
 
+std::vector<std::string> VisiblePurposes(const std::vector<std::string>& key_purposes, const ConsentSet& consents,
+                                         const PurposePolicy& policy, base::Micros now) {
+  std::vector<std::string> out{std::string(kNecessary)};
+  for (const std::string& p : key_purposes) {
+    if (StateOf(consents, p, policy, now) == ConsentState::kGranted) out.push_back(p);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 }  // namespace rapport::trust

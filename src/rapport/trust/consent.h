@@ -31,6 +31,9 @@ namespace rapport::trust {
 
 // The purposes every workspace has. A workspace may add its own (policy.purposes).
 inline constexpr std::string_view kNecessary = "necessary";
+// Computed traits and segments are derived for analytics: a key restricted to purposes sees them
+// only with this one.
+inline constexpr std::string_view kAnalytics = "analytics";
 inline constexpr std::string_view kDefaultPurposes[] = {"necessary",         "analytics",  "personalization",
                                                         "marketing",         "proactive_service", "location"};
 inline constexpr size_t kMaxPurposes = 32;
@@ -133,6 +136,12 @@ ConsentState StateOf(const ConsentSet& consents, std::string_view purpose, const
 // purpose in its field and message.
 absl::Status Permits(const ConsentSet& consents, std::string_view purpose, const PurposePolicy& policy,
                      base::Micros now);
+
+// What a reader restricted to `key_purposes` may see of a person with `consents` at `now`:
+// `necessary` (who the person is and their choices) and each of the key's purposes the person
+// granted. Sorted, without duplicates.
+std::vector<std::string> VisiblePurposes(const std::vector<std::string>& key_purposes, const ConsentSet& consents,
+                                         const PurposePolicy& policy, base::Micros now);
 
 }  // namespace rapport::trust
 

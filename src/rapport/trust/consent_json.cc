@@ -8,10 +8,12 @@
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/utf8.h"
+#include "rapport/trust/internal/json_object.h"
 #include "rapport/wire/json_text.h"
 
 namespace rapport::trust {
 namespace json = boost::json;
+using internal::ParseObject;
 namespace {
 
 absl::Status Bad(std::string_view code, std::string_view field, const std::string& message) {
@@ -59,16 +61,6 @@ void AppendMap(std::string* out, std::string_view member, const Map& map) {
 }
 
 // `text` as a JSON object, or why not (`what` names it in the message: "the body").
-absl::StatusOr<json::value> ParseObject(std::string_view text, std::string_view what) {
-  if (auto bad = base::FindInvalidUtf8(text)) {
-    return Bad("invalid_utf8", "", fmt::format("{} is not valid UTF-8 (first bad byte at offset {})", what, *bad));
-  }
-  boost::system::error_code ec;
-  json::value v = json::parse(json::string_view(text.data(), text.size()), ec);
-  if (ec) return Bad("malformed_json", "", fmt::format("{} is not valid JSON: {}", what, ec.message()));
-  if (!v.is_object()) return Bad("invalid_type", "", fmt::format("{} must be a JSON object", what));
-  return v;
-}
 
 }  // namespace
 
@@ -228,6 +220,17 @@ std::string ConsentChangeMessage(const ConsentUpdate& update, std::string_view s
   }
   out += "}}}";
   return out;
+}
+
+absl::StatusOr<json::value> internal::ParseObject(std::string_view text, std::string_view what) {
+  if (auto bad = base::FindInvalidUtf8(text)) {
+    return Bad("invalid_utf8", "", fmt::format("{} is not valid UTF-8 (first bad byte at offset {})", what, *bad));
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(json::string_view(text.data(), text.size()), ec);
+  if (ec) return Bad("malformed_json", "", fmt::format("{} is not valid JSON: {}", what, ec.message()));
+  if (!v.is_object()) return Bad("invalid_type", "", fmt::format("{} must be a JSON object", what));
+  return v;
 }
 
 }  // namespace rapport::trust
