@@ -106,6 +106,20 @@ export async function get(server, path, { key = server.secretKey } = {}) {
   return { status: res.status, headers: res.headers, json, text };
 }
 
+// A request to rapport's own API with a secret key as Bearer (default: the demo workspace's)
+// and an optional JSON body.
+export async function api(server, method, path, body, { key = server.secretKey } = {}) {
+  const res = await fetch(server.url + path, {
+    method,
+    headers: { ...(key ? { Authorization: `Bearer ${key}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
 // Every stored event of one person, following next_cursor.
 export async function eventsOf(server, { userId, anonymousId, key = server.secretKey, limit = 1000 }) {
   const events = [];

@@ -49,6 +49,7 @@ void PutConsent(const Services& s, const Caller& key, Request&& req, Responder&&
   struct Change {
     uint32_t ws;
     std::string message_id;
+    std::vector<std::pair<std::string, bool>> purposes;  // purpose → granted
     wire::TrackingRequest request;
   };
   auto prepared = [&]() -> absl::StatusOr<Change> {
@@ -73,7 +74,7 @@ void PutConsent(const Services& s, const Caller& key, Request&& req, Responder&&
                              fmt::format("profile {} has no user id or anonymous id to record the change under",
                                          p.id));
     }
-    Change change{key.workspace, base::RandomToken("consent-", 12), {}};
+    Change change{key.workspace, base::RandomToken("consent-", 12), update.purposes, {}};
     change.request.messages.push_back(wire::ParseMessage(trust::ConsentChangeMessage(
         update, trust::kSourceApi, named->type == "user_id" ? "userId" : "anonymousId", named->value,
         change.message_id)));
@@ -82,26 +83,32 @@ void PutConsent(const Services& s, const Caller& key, Request&& req, Responder&&
   if (!prepared.ok()) return Answer(std::move(respond), prepared.status());
   auto id = ProfileId(req);
   s.ingestor->Ingest(prepared->ws, std::move(prepared->request), collect::Mode::kOwn,
-                     [s, key, id = *id, message_id = prepared->message_id, respond = std::move(respond)](
+                     [s, key, id = *id, purposes = prepared->purposes, respond = std::move(respond)](
                          absl::StatusOr<std::vector<collect::MessageResult>> results) mutable {
                        if (!results.ok()) return Answer(std::move(respond), results.status());
                        const collect::MessageResult& r = results->at(0);
                        if (r.outcome == collect::Outcome::kRejected || r.outcome == collect::Outcome::kRefused) {
                          return Answer(std::move(respond), r.error);
                        }
-                       std::move(respond).Later([s, key, id, message_id]() -> Response {
+                       std::move(respond).Later([s, key, id, purposes]() -> Response {
                          auto response = [&]() -> absl::StatusOr<Response> {
                            // The change went in under an identifier the profile held when it was
-                           // read; make sure it reached this profile (a split or new merge
-                           // protection in between could have sent it elsewhere).
+                           // read; make sure the profile now holds it (a split or new merge
+                           // protection in between could have sent it elsewhere; a choice
+                           // recorded for the same instant outranks a grant).
                            auto reader = s.store->NewStateReader();
                            RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
-                           bool landed = false;
-                           for (const auto& [purpose, choice] : p.consents.choices()) landed |= choice.message_id == message_id;
-                           if (!landed) {
-                             return base::MakeError(absl::StatusCode::kAborted, "consent_not_recorded",
-                                                    "the profile changed while the choice was recorded (a split or "
-                                                    "a merge); read it again and repeat the change");
+                           for (const auto& [purpose, granted] : purposes) {
+                             const trust::Choice* c = p.consents.Find(purpose);
+                             const auto wanted = granted ? trust::ConsentState::kGranted : trust::ConsentState::kDenied;
+                             if (!c || c->state != wanted) {
+                               return base::MakeError(absl::StatusCode::kAborted, "consent_not_recorded",
+                                                      fmt::format("the choice for '{}' did not take effect: the profile "
+                                                                  "changed while it was recorded (a split or a merge), "
+                                                                  "or a choice of the same instant outranks it; read "
+                                                                  "the consent again and repeat the change",
+                                                                  purpose));
+                             }
                            }
                            return ConsentOf(s, key, id, "profile_consent_put");
                          }();
