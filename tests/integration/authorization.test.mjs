@@ -66,6 +66,7 @@ const SAMPLES = {
     const p = await call('GET', `/api/v1/profiles/lookup?anonymous_id=${user}-a`, { bearer: A.admin });
     return { params: { id: p.json.id }, body: { type: 'anonymous_id', value: `${user}-a` } };
   },
+  profile_export: () => ({ params: { id: A.profile } }),
   profile_consent: () => ({ params: { id: A.profile } }),
   profile_consent_put: () => ({ params: { id: A.profile }, body: { purposes: { marketing: 'granted' } } }),
   computed_traits: () => ({}),

@@ -14,6 +14,7 @@
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
+#include "rapport/base/time.h"
 #include "rapport/base/crypto.h"
 #include "rapport/identity/rules_json.h"
 #include "rapport/profile/json.h"
@@ -371,6 +372,68 @@ void GetTimeline(const Services& s, const Caller& key, Request&& req, Responder&
     }
     RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "profile_events", p.id, "", page.items.size()));
     return Json(200, profile::TimelineJson(p.id, page));
+  }());
+}
+
+// The most events one export holds: beyond, 413 (the person's events are then read by pages,
+// GET /api/v1/profiles/{id}/events).
+constexpr size_t kMaxExportEvents = 100000;
+
+// Everything about the person (the right of access, GDPR art. 15): the profile, its
+// identities and why, consent, every event, and the audit entries about them.
+void ExportProfile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
+  Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
+    auto reader = s.store->NewStateReader();
+    RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const profile::Definitions> defs,
+                             s.profiles->DefinitionsFor(*reader, key.workspace));
+    RAPPORT_ASSIGN_OR_RETURN(profile::DerivedState derived, profile::Engine::ReadDerived(*reader, key.workspace, p.id));
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                             s.profiles->ReadPolicy(*reader, key.workspace));
+    std::string events;
+    size_t count = 0;
+    std::string cursor;
+    do {
+      RAPPORT_ASSIGN_OR_RETURN(profile::TimelinePage page,
+                               profile::Engine::Timeline(*reader, key.workspace, p.id, cursor, 1000));
+      for (const profile::TimelineItem& item : page.items) {
+        if (item.membership) continue;
+        if (++count > kMaxExportEvents) {
+          return base::MakeError(absl::StatusCode::kOutOfRange, "export_too_large",
+                                 fmt::format("the person has more than {} events; read them by pages with GET "
+                                             "/api/v1/profiles/{}/events",
+                                             kMaxExportEvents, p.id),
+                                 "", static_cast<int64_t>(kMaxExportEvents));
+        }
+        if (count > 1) events += ',';
+        events += item.event.payload;
+      }
+      cursor = std::move(page.next_cursor);
+    } while (!cursor.empty());
+    // The audit entries about them, this export's own included.
+    RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "profile_export", p.id, "", count));
+    std::string audit;
+    trust::AuditQuery q{.profile = p.id, .limit = 1000};
+    size_t entries = 0;
+    do {
+      RAPPORT_ASSIGN_OR_RETURN(trust::AuditPage page, s.audit->List(key.workspace, q));
+      for (const trust::AuditEntry& e : page.entries) {
+        if (entries++) audit += ',';
+        audit += trust::AuditEntryJson(e);
+      }
+      q.cursor = std::move(page.next_cursor);
+    } while (!q.cursor.empty() && entries < kMaxExportEvents);
+    const base::Micros now = s.profiles->Now();
+    std::string body = "{\"exported_at\":" + wire::Quote(base::FormatIso8601(now)) +
+                       ",\"profile\":" + profile::ProfileJson(p, id, *defs, derived, *policy, now) +
+                       ",\"identities\":" + profile::IdentitiesJson(p) + ",\"consent\":" +
+                       profile::ConsentJson(p, *policy, now) + ",\"events\":[" + events +
+                       "],\"decisions\":[],\"audit\":[" + audit + "]}";
+    Response r = Json(200, std::move(body));
+    r.headers.emplace_back("Content-Disposition",
+                           fmt::format("attachment; filename=\"profile-{}-export.json\"", p.id));
+    return r;
   }());
 }
 
@@ -742,6 +805,7 @@ std::vector<ApiRoute> ApiRoutes(const Services& s) {
       GetIdentities);
   add(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", Scope("profiles:read"), kPersonal, GetTimeline);
   add(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", Scope("profiles:write"), false, SplitProfile);
+  add(Method::kGet, "/api/v1/profiles/{id}/export", "profile_export", Scope("gdpr"), kPersonal, ExportProfile);
   add(Method::kGet, "/api/v1/profiles/{id}/consent", "profile_consent", Scope("consent"), kPersonal,
       internal::GetConsent);
   add(Method::kPut, "/api/v1/profiles/{id}/consent", "profile_consent_put", Scope("consent"), kPersonal,
