@@ -212,8 +212,12 @@ async function showProfile(profile, seq) {
   renderHeader(profile);
   renderIdentities(identities);
   renderTraits(profile.traits);
-  renderComputed(profile.computed);
-  renderSegments(profile.segments);
+  // A key restricted to purposes without analytics is not shown computed traits or segments
+  // (docs/api/keys.md#purposes): say so rather than show them empty.
+  const hidden = profile.restricted_to && profile.computed === undefined
+    ? `Hidden: this key is restricted to ${profile.restricted_to.join(', ')}.` : null;
+  renderComputed(profile.computed, hidden);
+  renderSegments(profile.segments, hidden);
   timelineProfile = profile.id;
   appendTimeline(timeline);
   $('profile').hidden = false;
@@ -270,12 +274,12 @@ function renderTraits(traits) {
   $('traits-body').replaceChildren(...(rows.length ? rows : [emptyRow(2, 'No traits yet.')]));
 }
 
-function renderComputed(computed) {
+function renderComputed(computed, hidden) {
   const entries = Object.entries(computed || {});
   const rows = entries.map(([name, value]) => el('tr', { testid: 'computed-row' },
     el('th', { scope: 'row', testid: 'computed-name' }, name),
     el('td', { testid: 'computed-value', class: 'value' }, computedValue(value))));
-  $('computed-body').replaceChildren(...(rows.length ? rows : [emptyRow(2, 'No computed traits.')]));
+  $('computed-body').replaceChildren(...(rows.length ? rows : [emptyRow(2, hidden ?? 'No computed traits.')]));
 }
 
 function isActivity(v) {
@@ -307,11 +311,11 @@ function activity(v) {
   return el('div', { class: 'activity' }, el('span', { testid: 'activity-best' }, best), grid);
 }
 
-function renderSegments(segments) {
+function renderSegments(segments, hidden) {
   const chips = (segments || []).map((s) => el('li', { class: 'chip', testid: 'segment-chip' },
     el('span', { class: 'chip-name', testid: 'segment-name' }, s.name),
     s.entered_at ? el('span', { class: 'chip-since' }, 'since ', timeEl(s.entered_at)) : null));
-  $('segments-list').replaceChildren(...(chips.length ? chips : [el('li', { class: 'muted' }, 'In no segment.')]));
+  $('segments-list').replaceChildren(...(chips.length ? chips : [el('li', { class: 'muted' }, hidden ?? 'In no segment.')]));
 }
 
 // ---- timeline -------------------------------------------------------------------------------

@@ -98,6 +98,13 @@ test('consent errors are clear and keys need the consent scope', async () => {
   assert.equal((await put(server, '/api/v1/profiles/999999/consent', { purposes: { marketing: 'denied' } }, bearer())).status, 404);
   assert.equal((await put(server, path, { purposes: { marketing: 'denied' } }, { key: null })).status, 401);
   assert.equal((await put(server, path, { purposes: { marketing: 'denied' } })).status, 401);  // a write key
+  const made = await post(server, '/api/v1/keys', { name: 'reader', scopes: ['profiles:read'] }, bearer());
+  assert.equal(made.status, 201, made.text);
+  for (const r of [await get(server, path, { key: made.json.key }),
+                   await put(server, path, { purposes: { marketing: 'denied' } }, bearer(made.json.key))]) {
+    assert.equal(r.status, 403, r.text);
+    assert.equal(r.json.error.code, 'missing_scope');
+  }
 
   // Clients cannot claim a source only rapport sets; a malformed answer is not silently ignored.
   const forged = await post(server, '/v1/track', { userId: 'err-1', event: 'E',

@@ -40,6 +40,10 @@ test('an export holds everything about the person: profile, identities, consent,
   // The export is a read of personal data like any other; other workspaces cannot make one.
   const other = await api(server, 'POST', '/api/v1/workspaces', { name: 'gdpr-other' });
   assert.equal((await api(server, 'GET', `/api/v1/profiles/${id}/export`, undefined, { key: other.json.secret_key })).status, 404);
+  const restricted = await api(server, 'POST', '/api/v1/keys', { name: 'dpo-desk', scopes: ['gdpr'], purposes: ['marketing'] });
+  const partial = await api(server, 'GET', `/api/v1/profiles/${id}/export`, undefined, { key: restricted.json.key });
+  assert.equal(partial.status, 403, 'an export is everything: not for a key restricted to purposes');
+  assert.equal(partial.json.error.code, 'purpose_restricted');
   const reader = await api(server, 'POST', '/api/v1/keys', { name: 'reader', scopes: ['profiles:read'] });
   const refused = await api(server, 'GET', `/api/v1/profiles/${id}/export`, undefined, { key: reader.json.key });
   assert.equal(refused.status, 403);

@@ -92,6 +92,32 @@ test('bad key specs are answered 400 naming the field; the last admin key stays'
   assert.equal(last.json.error.code, 'last_admin_key');
 });
 
+test('a key gives no more than it holds; a restricted key may withdraw consent but not grant it', async () => {
+  const adminOnly = await newKey({ name: 'key desk', scopes: ['admin'] });
+  const as = { key: adminOnly.key };
+  const escalate = await api(server, 'POST', '/api/v1/keys', { name: 'x', scopes: ['profiles:read'] }, as);
+  assert.equal(escalate.status, 403, escalate.text);
+  assert.equal(escalate.json.error.code, 'missing_scope');
+  assert.equal((await api(server, 'POST', '/api/v1/keys', { name: 'site', kind: 'write' }, as)).status, 201);
+  assert.equal((await api(server, 'POST', '/api/v1/keys', { name: 'y', scopes: ['admin'] }, as)).status, 201);
+
+  const narrow = await newKey({ name: 'narrow admin', scopes: ['admin', 'profiles:read', 'consent'], purposes: ['marketing'] });
+  const widen = await api(server, 'POST', '/api/v1/keys', { name: 'z', scopes: ['profiles:read'] }, { key: narrow.key });
+  assert.equal(widen.status, 403, widen.text);
+  assert.equal(widen.json.error.code, 'purpose_restricted');
+  const other = await api(server, 'POST', '/api/v1/keys', { name: 'z', scopes: ['profiles:read'], purposes: ['analytics'] }, { key: narrow.key });
+  assert.equal(other.status, 403, other.text);
+  assert.equal((await api(server, 'POST', '/api/v1/keys', { name: 'z', scopes: ['profiles:read'], purposes: ['marketing'] }, { key: narrow.key })).status, 201);
+
+  const id = await person('esc-1', { analytics: true });
+  const grant = await api(server, 'PUT', `/api/v1/profiles/${id}/consent`, { purposes: { marketing: 'granted' } }, { key: narrow.key });
+  assert.equal(grant.status, 403, grant.text);
+  assert.equal(grant.json.error.code, 'purpose_restricted');
+  assert.equal(grant.json.error.field, 'purposes.marketing');
+  const deny = await api(server, 'PUT', `/api/v1/profiles/${id}/consent`, { purposes: { marketing: 'denied' } }, { key: narrow.key });
+  assert.equal(deny.status, 200, deny.text);
+});
+
 test('a key of another workspace never sees or revokes this one\'s keys', async () => {
   const other = await api(server, 'POST', '/api/v1/workspaces', { name: 'keys-other' });
   assert.equal(other.status, 201, other.text);

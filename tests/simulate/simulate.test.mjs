@@ -50,7 +50,7 @@ test('the simulated clock moves forward only, by an admin key', async () => {
     assert.deepEqual([r.status, r.body.error.code], [400, 'missing_field']);
     r = await clock(server, null, { now: '2026-03-03T00:00:00Z' });
     assert.equal(r.status, 401);
-    // A second workspace's secret key has no admin scope.
+    // A second workspace's secret key has no operator scope.
     const created = await fetch(`${server.url}/api/v1/workspaces`, {
       method: 'POST',
       headers: { authorization: `Bearer ${server.secretKey}` },

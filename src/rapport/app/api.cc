@@ -383,6 +383,10 @@ constexpr size_t kMaxExportEvents = 100000;
 // identities and why, consent, every event, and the audit entries about them.
 void ExportProfile(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
+    if (key.restricted()) {
+      return base::MakeError(absl::StatusCode::kPermissionDenied, "purpose_restricted",
+                             "an export holds everything about the person; a key restricted to purposes cannot make one");
+    }
     RAPPORT_ASSIGN_OR_RETURN(uint64_t id, ProfileId(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
@@ -400,7 +404,7 @@ void ExportProfile(const Services& s, const Caller& key, Request&& req, Responde
       for (const profile::TimelineItem& item : page.items) {
         if (item.membership) continue;
         if (++count > kMaxExportEvents) {
-          return base::MakeError(absl::StatusCode::kOutOfRange, "export_too_large",
+          return base::MakeError(absl::StatusCode::kFailedPrecondition, "export_too_large",
                                  fmt::format("the person has more than {} events; read them by pages with GET "
                                              "/api/v1/profiles/{}/events",
                                              kMaxExportEvents, p.id),
@@ -424,12 +428,14 @@ void ExportProfile(const Services& s, const Caller& key, Request&& req, Responde
       }
       q.cursor = std::move(page.next_cursor);
     } while (!q.cursor.empty() && entries < kMaxExportEvents);
+    const bool audit_truncated = !q.cursor.empty();
     const base::Micros now = s.profiles->Now();
     std::string body = "{\"exported_at\":" + wire::Quote(base::FormatIso8601(now)) +
                        ",\"profile\":" + profile::ProfileJson(p, id, *defs, derived, *policy, now) +
                        ",\"identities\":" + profile::IdentitiesJson(p) + ",\"consent\":" +
                        profile::ConsentJson(p, *policy, now) + ",\"events\":[" + events +
-                       "],\"decisions\":[],\"audit\":[" + audit + "]}";
+                       "],\"decisions\":[],\"audit\":[" + audit + "]" +
+                       (audit_truncated ? ",\"audit_truncated\":true}" : "}");
     Response r = Json(200, std::move(body));
     r.headers.emplace_back("Content-Disposition",
                            fmt::format("attachment; filename=\"profile-{}-export.json\"", p.id));

@@ -192,7 +192,7 @@ int Serve(const ServeFlags& flags) {
   auto workspaces = trust::Workspaces::Load(store->get(), clock);
   if (!workspaces.ok()) return Fail(workspaces.status());
   if ((*workspaces)->List().empty()) {
-    // The first workspace of a new store carries the operator's key (scope admin).
+    // The first workspace of a new store carries the operator's key (scope operator).
     auto created = (*workspaces)->Create("demo", /*operator_key=*/true);
     if (!created.ok()) return Fail(created.status());
     // Printed before anything else can fail: the store keeps only their hashes.
@@ -216,14 +216,6 @@ int Serve(const ServeFlags& flags) {
   collect::Ingestor ingestor(store->get(), clock, &metrics);
   trust::RateLimiter limiter(flags.rates, base::RealClock::Get());
   trust::AuditLog audit(store->get(), clock);
-  // Audit entries reach the disk within a second (trust/audit.h).
-  std::atomic<bool> stop_audit_sync{false};
-  std::thread audit_syncer([&] {
-    while (!stop_audit_sync.load()) {
-      for (int i = 0; i < 10 && !stop_audit_sync.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (auto st = audit.Sync(); !st.ok()) spdlog::error("syncing the audit log: {}", base::AsStd(st.message()));
-    }
-  });
   std::atomic<bool> draining{false};
   metrics.AddCollector([](std::string* out) {
     *out += fmt::format("# HELP rapport_bugs_total Broken invariants reported (RAPPORT_BUG).\n"
@@ -245,6 +237,14 @@ int Serve(const ServeFlags& flags) {
       options, Routes({store->get(), workspaces->get(), &limiter, &audit, &ingestor, &profiles, &metrics, &draining,
                        [&background] { background.Wake(); }, flags.console, simulated.get()}));
   if (!server.ok()) return Fail(server.status());
+  // Audit entries reach the disk within a second (trust/audit.h).
+  std::atomic<bool> stop_audit_sync{false};
+  std::thread audit_syncer([&] {
+    while (!stop_audit_sync.load()) {
+      for (int i = 0; i < 10 && !stop_audit_sync.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (auto st = audit.Sync(); !st.ok()) spdlog::error("syncing the audit log: {}", base::AsStd(st.message()));
+    }
+  });
   std::printf("rapport listening on http://%s (data %s, --sync=%s%s)\n",
               (*server)->address().c_str(), flags.data.c_str(), flags.sync.c_str(),
               simulated ? fmt::format(", --clock=simulated at {}",
@@ -520,7 +520,7 @@ int main(int argc, char** argv) {
   create_cmd->add_option("--data", data, "Store directory")->capture_default_str();
   create_cmd->add_flag("--json", as_json, "Print {\"workspace\",\"write_key\",\"secret_key\"}");
   create_cmd->add_flag("--admin", operator_key,
-                       "Also give the secret key the operator's `admin` scope (manage workspaces)");
+                       "Also give the secret key the `operator` scope (manage the server's workspaces)");
 
   auto* export_cmd = cli.add_subcommand("export", "Write stored events as JSON lines to stdout");
   export_cmd->add_option("--data", data, "Store directory")->capture_default_str();

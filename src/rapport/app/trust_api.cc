@@ -2,6 +2,7 @@
 // settings.md#purposes, keys.md, audit.md).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "rapport/app/internal/handlers.h"
@@ -26,13 +27,14 @@ using http::Response;
 
 // --- Consent (docs/consent.md).
 
-// The person's consent; the read is audited as `action` (a PUT answers with it too).
+// The person's consent; the read is audited as `action` unless it is "" (a PUT, which logs its
+// read before it makes the change).
 absl::StatusOr<Response> ConsentOf(const Services& s, const Caller& key, uint64_t id, std::string_view action) {
   auto reader = s.store->NewStateReader();
   RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, id));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
                            s.profiles->ReadPolicy(*reader, key.workspace));
-  RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, action, p.id));
+  if (!action.empty()) RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, action, p.id));
   return Json(200, profile::ConsentJson(p, *policy, s.profiles->Now()));
 }
 
@@ -59,6 +61,19 @@ void PutConsent(const Services& s, const Caller& key, Request&& req, Responder&&
     RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
                              s.profiles->ReadPolicy(*reader, key.workspace));
     RAPPORT_ASSIGN_OR_RETURN(trust::ConsentUpdate update, trust::ParseConsentUpdate(req.body, *policy));
+    if (key.restricted()) {
+      // Else such a key could grant its own purposes and read what they show.
+      for (const auto& [purpose, granted] : update.purposes) {
+        if (granted) {
+          return base::MakeError(absl::StatusCode::kPermissionDenied, "purpose_restricted",
+                                 "a key restricted to purposes may record withdrawals, not grants",
+                                 fmt::format("purposes.{}", purpose));
+        }
+      }
+    }
+    // The answer shows the person's consent: that read is logged now, before the change is made
+    // (so a failure to log cannot follow a change already recorded).
+    RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, "profile_consent_put", p.id));
     // The event names the person by an identifier the profile holds: its user id, else an
     // anonymous id (every profile has one of the two: every event does).
     const identity::Identifier* named = nullptr;
@@ -110,7 +125,7 @@ void PutConsent(const Services& s, const Caller& key, Request&& req, Responder&&
                                                                   purpose));
                              }
                            }
-                           return ConsentOf(s, key, id, "profile_consent_put");
+                           return ConsentOf(s, key, id, "");
                          }();
                          return response.ok() ? *std::move(response)
                                               : ErrorResponse(response.status(), ErrorShape::kNative);
@@ -157,6 +172,26 @@ void ListKeys(const Services& s, const Caller& key, Request&&, Responder&& respo
 void CreateKey(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     RAPPORT_ASSIGN_OR_RETURN(trust::KeySpec spec, trust::ParseKeySpec(req.body));
+    RAPPORT_RETURN_IF_ERROR(trust::CheckKeySpec(spec));
+    // A key gives no more than it holds: its scopes, and (when it is restricted) its purposes.
+    for (const std::string& scope : spec.scopes) {
+      if (!key.HasScope(scope)) {
+        return base::MakeError(absl::StatusCode::kPermissionDenied, "missing_scope",
+                               fmt::format("a key can only give the scopes it holds itself, and this one lacks '{}'", scope),
+                               "scopes");
+      }
+    }
+    if (key.restricted()) {
+      const bool within = spec.kind == trust::KeyKind::kWrite ||
+                          (!spec.purposes.empty() && std::all_of(spec.purposes.begin(), spec.purposes.end(), [&](const std::string& p) {
+                            return std::find(key.purposes.begin(), key.purposes.end(), p) != key.purposes.end();
+                          }));
+      if (!within) {
+        return base::MakeError(absl::StatusCode::kPermissionDenied, "purpose_restricted",
+                               "this key is restricted to purposes: the keys it makes must be restricted to some of them",
+                               "purposes");
+      }
+    }
     if (!spec.purposes.empty()) {
       auto reader = s.store->NewStateReader();
       RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,

@@ -1150,7 +1150,7 @@ absl::StatusOr<std::optional<std::string>> Store::GetMeta(std::string_view key) 
   return value;
 }
 
-absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts) {
+absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts, bool sync) {
   Impl& st = *impl_;
   if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
   {
@@ -1160,7 +1160,7 @@ absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::stri
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : puts) batch.Put(st.cf[kMeta], k, v);
   rocksdb::WriteOptions wo;
-  wo.sync = true;
+  wo.sync = sync;
   rocksdb::Status s = st.db->Write(wo, &batch);
   if (!s.ok()) return st.Latch(FromRocks(s, "writing metadata"));
   return absl::OkStatus();

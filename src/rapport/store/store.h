@@ -241,8 +241,9 @@ class Store {
 
   // The small "meta" key space (workspaces, keys): see docs/formats/store.md.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view key) const;
-  // Writes all `puts` in one synced WriteBatch.
-  absl::Status WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts);
+  // Writes all `puts` in one WriteBatch, synced unless `sync` is false (then it survives a crash
+  // of the process, and the next synced write makes it durable).
+  absl::Status WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts, bool sync = true);
   absl::Status ScanMeta(std::string_view prefix,
                         absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn)
       const;

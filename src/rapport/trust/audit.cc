@@ -93,6 +93,7 @@ absl::Status AuditLog::Record(uint32_t ws, AuditEntry entry) {
 }
 
 absl::StatusOr<AuditPage> AuditLog::List(uint32_t ws, const AuditQuery& q) const {
+  if (q.until != 0 && q.until <= q.since) return AuditPage{};  // an empty range
   const std::string prefix = q.profile ? Prefix('p', ws, *q.profile) : Prefix('a', ws, std::nullopt);
   std::string lower = prefix + Stamp(std::max<base::Micros>(q.since, 0), 0);
   std::string upper = q.until > 0 ? prefix + Stamp(q.until, 0) : prefix + std::string(kStampBytes, '\xff');

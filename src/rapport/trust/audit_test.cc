@@ -50,6 +50,8 @@ TEST(AuditLog, ListsNewestFirstByWorkspaceProfileKeyAndTime) {
   EXPECT_EQ(Profiles(*log.List(1, {.key_id = "k2"})), (std::vector<uint64_t>{6, 4, 2}));
   EXPECT_EQ(Profiles(*log.List(1, {.since = 1'700'000'002'000'000, .until = 1'700'000'004'000'000})),
             (std::vector<uint64_t>{4, 3}));
+  EXPECT_TRUE(log.List(1, {.since = 1'700'000'004'000'000, .until = 1'700'000'002'000'000})->entries.empty());
+  EXPECT_TRUE(log.List(1, {.until = -5})->entries.empty());
 
   // Pages of two, following the cursor, give every entry once.
   std::vector<uint64_t> paged;

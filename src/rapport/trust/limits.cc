@@ -37,7 +37,7 @@ absl::Status RateLimiter::Take(const KeyInfo& key) {
     }
     wait_s = (1 - b.tokens) / rate.per_second;
   }
-  const auto seconds = static_cast<int64_t>(std::max(1.0, std::ceil(wait_s)));
+  const auto seconds = static_cast<int64_t>(std::clamp(std::ceil(wait_s), 1.0, 86400.0));
   return base::WithRetryAfter(
       base::MakeError(absl::StatusCode::kResourceExhausted, "rate_limited",
                       fmt::format("this key may make {:g} requests a second (bursts of {:g}); try again "

@@ -134,7 +134,9 @@ std::optional<KeyInfo> DecodeKeyRecord(std::string_view hash, std::string_view v
   return info;
 }
 
-absl::Status CheckSpec(const KeySpec& spec) {
+}  // namespace
+
+absl::Status CheckKeySpec(const KeySpec& spec) {
   if (spec.name.empty() || spec.name.size() > kMaxKeyNameBytes || base::FindInvalidUtf8(spec.name) ||
       std::any_of(spec.name.begin(), spec.name.end(),
                   [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
@@ -162,16 +164,14 @@ absl::Status CheckSpec(const KeySpec& spec) {
     }
   }
   const KeyRate& rate = spec.rate;
-  if (!(rate.per_second >= 0 && rate.per_second <= 1e6) || !(rate.burst >= 0 && rate.burst <= 1e7) ||
-      (rate.burst > 0 && rate.per_second == 0)) {
+  if (!(rate.per_second == 0 || (rate.per_second >= 0.001 && rate.per_second <= 1e6)) ||
+      !(rate.burst == 0 || (rate.burst >= 1 && rate.burst <= 1e7)) || (rate.burst > 0 && rate.per_second == 0)) {
     return base::InvalidField("invalid_field", "rate",
-                              "a key's rate is 0 (the server's default) or up to 1,000,000 requests per "
-                              "second, with a burst of up to 10,000,000 (0 = twice the rate)");
+                              "a key's rate is 0 (the server's default) or 0.001 to 1,000,000 requests a "
+                              "second, with a burst of 1 to 10,000,000 (0 = twice the rate)");
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 std::string_view KeyKindName(KeyKind kind) { return kind == KeyKind::kWrite ? "write" : "secret"; }
 
@@ -272,7 +272,7 @@ absl::StatusOr<CreatedWorkspace> Workspaces::Create(std::string_view name, bool 
 }
 
 absl::StatusOr<CreatedKey> Workspaces::CreateKey(uint32_t ws, const KeySpec& spec) {
-  RAPPORT_RETURN_IF_ERROR(CheckSpec(spec));
+  RAPPORT_RETURN_IF_ERROR(CheckKeySpec(spec));
   base::MutexLock create_lock(&create_mu_);
   {
     base::MutexLock lock(&mu_);
@@ -280,7 +280,7 @@ absl::StatusOr<CreatedKey> Workspaces::CreateKey(uint32_t ws, const KeySpec& spe
     size_t count = 0;
     for (const auto& [hash, k] : keys_) count += k.workspace == ws;
     if (count >= kMaxKeysPerWorkspace) {
-      return base::MakeError(absl::StatusCode::kResourceExhausted, "too_many_keys",
+      return base::MakeError(absl::StatusCode::kFailedPrecondition, "too_many_keys",
                              fmt::format("a workspace holds at most {} keys, revoked ones included",
                                          kMaxKeysPerWorkspace),
                              "", static_cast<int64_t>(kMaxKeysPerWorkspace));
@@ -315,8 +315,9 @@ absl::StatusOr<KeyInfo> Workspaces::RevokeKey(uint32_t ws, std::string_view id) 
   KeyInfo revoked;
   {
     base::MutexLock lock(&mu_);
-    size_t live_admins = 0;
+    size_t live_admins = 0, live_operators = 0;
     for (const auto& [h, k] : keys_) {
+      live_operators += !k.revoked_at && k.HasScope(kOperatorScope);
       if (k.workspace != ws) continue;
       if (k.id == id) hash = h;
       live_admins += !k.revoked_at && k.HasScope("admin");
@@ -331,6 +332,11 @@ absl::StatusOr<KeyInfo> Workspaces::RevokeKey(uint32_t ws, std::string_view id) 
       return base::MakeError(absl::StatusCode::kFailedPrecondition, "last_admin_key",
                              "this is the workspace's last live key with the admin scope; create "
                              "another admin key before revoking it");
+    }
+    if (revoked.HasScope(kOperatorScope) && live_operators == 1) {
+      return base::MakeError(absl::StatusCode::kFailedPrecondition, "last_operator_key",
+                             "this is the server's last live operator key; make another with `rapport "
+                             "workspace create NAME --admin` before revoking it");
     }
   }
   revoked.revoked_at = clock_->Now();
@@ -359,10 +365,11 @@ std::optional<KeyInfo> Workspaces::Authenticate(std::string_view key) {
     info = it->second;
   }
   if (write_use) {
-    // Best effort: a failed write only loses the time of this use (the store reports its health).
+    // Not synced (the time of a use is not worth an fsync on the request's thread; the next
+    // synced write carries it). A failed write means the store latched: it reports that itself.
     std::string at;
     PutI64(&at, now);
-    (void)store_->WriteMeta({{"keyuse/" + hash, at}});
+    (void)store_->WriteMeta({{"keyuse/" + hash, at}}, /*sync=*/false);
   }
   return info;
 }

@@ -79,6 +79,9 @@ struct KeySpec {
   KeyRate rate;
 };
 
+// OK, or InvalidArgument naming the field of `spec` at fault (Workspaces::CreateKey checks it).
+absl::Status CheckKeySpec(const KeySpec& spec);
+
 struct CreatedKey {
   KeyInfo info;
   std::string key;  // shown once

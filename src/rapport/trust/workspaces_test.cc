@@ -123,6 +123,12 @@ TEST(Workspaces, KeysAreCreatedListedRevokedAndRemembered) {
     EXPECT_TRUE((*ws)->RevokeKey(acme, admin_id).ok());
     EXPECT_FALSE((*ws)->Authenticate(created->secret_key).has_value());
     EXPECT_EQ(base::GetErrorDetails((*ws)->RevokeKey(acme, "0000").status()).code, "key_not_found");
+    // The server's only operator key stays, whoever asks.
+    auto op = (*ws)->Create("ops", /*operator_key=*/true);
+    auto op_admin = (*ws)->CreateKey(op->workspace.id, {.name = "second admin", .scopes = {"admin"}});
+    ASSERT_TRUE(op_admin.ok());
+    const std::string op_id = (*ws)->Authenticate(op->secret_key)->id;
+    EXPECT_EQ(base::GetErrorDetails((*ws)->RevokeKey(op->workspace.id, op_id).status()).code, "last_operator_key");
     auto other = (*ws)->Create("other");
     EXPECT_EQ((*ws)->RevokeKey(other->workspace.id, support_id).status().code(), absl::StatusCode::kNotFound);
     EXPECT_TRUE((*ws)->RevokeKey(acme, support_id).ok());
@@ -134,6 +140,7 @@ TEST(Workspaces, KeysAreCreatedListedRevokedAndRemembered) {
   EXPECT_FALSE((*ws)->Authenticate(support_key).has_value());
   auto keys = (*ws)->ListKeys(acme);
   ASSERT_EQ(keys.size(), 4u);
+  EXPECT_EQ(base::GetErrorDetails((*ws)->CreateKey(acme, {.name = "x", .scopes = {"decide"}, .rate = {1e-9, 0}}).status()).field, "rate");
   const KeyInfo* support = nullptr;
   for (const KeyInfo& k : keys) support = k.id == support_id ? &k : support;
   ASSERT_NE(support, nullptr);
