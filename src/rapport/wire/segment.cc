@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <cmath>
 
 #include "rapport/base/error.h"
 #include "rapport/base/strings.h"
@@ -37,18 +38,26 @@ absl::Status WrongType(std::string_view field, std::string_view want, const json
                       fmt::format("'{}' must be {}, not {}", field, want, KindOf(got)));
 }
 
-int Depth(const json::value& v) {
+// How deeply `v` nests; sets *overflow for a number too large for a double (the parser reads
+// 1e400 as infinity, which no JSON text can hold: such an event could not be read back).
+int Depth(const json::value& v, bool* overflow) {
   if (const json::object* o = v.if_object()) {
     int d = 0;
-    for (const auto& m : *o) d = std::max(d, Depth(m.value()));
+    for (const auto& m : *o) d = std::max(d, Depth(m.value(), overflow));
     return d + 1;
   }
   if (const json::array* a = v.if_array()) {
     int d = 0;
-    for (const auto& e : *a) d = std::max(d, Depth(e));
+    for (const auto& e : *a) d = std::max(d, Depth(e, overflow));
     return d + 1;
   }
+  if (const double* x = v.if_double(); x && !std::isfinite(*x)) *overflow = true;
   return 0;
+}
+
+absl::Status NumberOutOfRange(std::string_view field) {
+  return InvalidField("number_out_of_range", field,
+                      "a number is too large: JSON numbers must fit a double (at most about 1.8e308)");
 }
 
 // Reads a string member; null or missing is absent.
@@ -118,7 +127,9 @@ absl::StatusOr<SegmentMessage> ReadMessage(const json::value& value,
                                                         KindOf(value)));
   }
   SegmentMessage m;
-  m.depth = Depth(value);
+  bool overflow = false;
+  m.depth = Depth(value, &overflow);
+  if (overflow) return NumberOutOfRange("");
   if (m.depth > limits.max_depth) {
     return InvalidField("too_deep", "",
                         fmt::format("the message nests {} levels deep; the limit is {}", m.depth,
@@ -282,14 +293,16 @@ absl::StatusOr<TrackingRequest> ParseTrackingRequest(std::string_view body,
   // Envelope members end up inside every message, so they obey the message's depth limit.
   for (const auto& member : *obj) {
     if (member.key() == "batch") continue;
-    if (const int depth = 1 + Depth(member.value()); depth > limits.max_depth) {
-      const std::string_view key(member.key().data(), member.key().size());
+    bool overflow = false;
+    const std::string_view key(member.key().data(), member.key().size());
+    if (const int depth = 1 + Depth(member.value(), &overflow); depth > limits.max_depth) {
       return InvalidField("too_deep", key,
                           fmt::format("'{}' of the batch nests {} levels deep inside each message; "
                                       "the limit is {}",
                                       key, depth, limits.max_depth),
                           limits.max_depth);
     }
+    if (overflow) return NumberOutOfRange(key);
   }
   BatchDefaults defaults;
   defaults.envelope = obj;

@@ -76,6 +76,24 @@ TEST(ParseTrackingRequest, EnvelopeNeverDuplicatesAStoredField) {
   EXPECT_EQ(stored.find("\"receivedAt\""), stored.rfind("\"receivedAt\""));
 }
 
+// Found by tests/fuzz/ingest_fuzz: the JSON parser reads 1e400 as infinity, which serialises as
+// "Infinity" — a stored event that could never be read back.
+TEST(ParseTrackingRequest, RefusesNumbersBeyondADouble) {
+  auto one = ParseTrackingRequest(R"({"userId":"a","event":"E","properties":{"total":42.1e3095}})", EventType::kTrack);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(base::GetErrorDetails(one->messages[0].status()).code, "number_out_of_range");
+  auto batch = ParseTrackingRequest(
+      R"({"batch":[{"type":"track","userId":"a","event":"E","properties":{"x":[-1e999]}},)"
+      R"({"type":"track","userId":"a","event":"E","properties":{"x":1.7e308}}]})",
+      std::nullopt);
+  ASSERT_TRUE(batch.ok());
+  EXPECT_EQ(base::GetErrorDetails(batch->messages[0].status()).code, "number_out_of_range");
+  EXPECT_TRUE(batch->messages[1].ok());
+  auto envelope = ParseTrackingRequest(R"({"batch":[],"context":{"n":1e400}})", std::nullopt);
+  EXPECT_EQ(base::GetErrorDetails(envelope.status()).code, "number_out_of_range");
+  EXPECT_EQ(base::GetErrorDetails(envelope.status()).field, "context");
+}
+
 TEST(ParseTrackingRequest, ReportsEachBadMessageWithItsField) {
   auto r = ParseTrackingRequest(
       R"({"batch":[{"type":"track","userId":7},{"type":"nope"},{"userId":"u"},
