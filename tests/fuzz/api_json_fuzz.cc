@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <string_view>
 
 #include "rapport/base/error.h"
@@ -22,6 +23,17 @@ void Require(bool ok, const char* what) {
   if (!ok) {
     std::fprintf(stderr, "api_json_fuzz: broken promise: %s\n", what);
     __builtin_trap();
+  }
+}
+
+// `parse` reads JSON into T, `write` writes it back: what is written must read back the same.
+template <typename Parse, typename Write>
+void RoundTrips(const std::string& json, Parse parse, Write write, const char* what) {
+  auto again = parse(json);
+  if (!again.ok() || write(*again) != json) {
+    std::fprintf(stderr, "written:   %s\nread back: %s\n", json.c_str(),
+                 again.ok() ? write(*again).c_str() : std::string(again.status().message()).c_str());
+    Require(false, what);
   }
 }
 
@@ -42,9 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       auto policy = trust::ParsePurposePolicy(body);
       if (Refused(policy)) break;
-      const std::string json = trust::PurposePolicyJson(*policy);
-      auto again = trust::ParsePurposePolicy(json);
-      Require(again.ok() && trust::PurposePolicyJson(*again) == json, "purposes do not read back");
+      RoundTrips(trust::PurposePolicyJson(*policy), [](const std::string& j) { return trust::ParsePurposePolicy(j); },
+                 [](const trust::PurposePolicy& p) { return trust::PurposePolicyJson(p); }, "purposes do not read back");
       break;
     }
     case 1: Refused(trust::ParseConsentUpdate(body, defaults)); break;
@@ -59,25 +70,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: {
       auto rules = identity::ParseMergeRules(body);
       if (Refused(rules)) break;
-      const std::string json = identity::MergeRulesJson(*rules);
-      auto again = identity::ParseMergeRules(json);
-      Require(again.ok() && identity::MergeRulesJson(*again) == json, "merge protection does not read back");
+      RoundTrips(identity::MergeRulesJson(*rules), [](const std::string& j) { return identity::ParseMergeRules(j); },
+                 [](const identity::MergeRules& r) { return identity::MergeRulesJson(r); },
+                 "merge protection does not read back");
       break;
     }
     case 4: {
       auto spec = wire::ParseComputedTraitSpec(body);
       if (Refused(spec)) break;
-      const std::string json = wire::ComputedTraitSpecJson(*spec);
-      auto again = wire::ParseComputedTraitSpec(json);
-      Require(again.ok() && wire::ComputedTraitSpecJson(*again) == json, "a computed trait does not read back");
+      RoundTrips(wire::ComputedTraitSpecJson(*spec), [](const std::string& j) { return wire::ParseComputedTraitSpec(j); },
+                 [](const wire::ComputedTraitSpec& c) { return wire::ComputedTraitSpecJson(c); },
+                 "a computed trait does not read back");
       break;
     }
     default: {
       auto spec = wire::ParseSegmentSpec(body);
       if (Refused(spec)) break;
-      const std::string json = wire::SegmentSpecJson(*spec);
-      auto again = wire::ParseSegmentSpec(json);
-      Require(again.ok() && wire::SegmentSpecJson(*again) == json, "a segment does not read back");
+      RoundTrips(wire::SegmentSpecJson(*spec), [](const std::string& j) { return wire::ParseSegmentSpec(j); },
+                 [](const wire::SegmentSpec& c) { return wire::SegmentSpecJson(c); }, "a segment does not read back");
       break;
     }
   }

@@ -68,10 +68,9 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text, UnknownMembers
       if (!value.is_object()) {
         return Bad("invalid_type", name, "'max_per_type' must be an object of identifier type → limit");
       }
-      if (value.get_object().size() > kMaxPriorityTypes) {
-        return Bad("invalid_value", name, fmt::format("'max_per_type' names at most {} types", kMaxPriorityTypes));
-      }
       // Types named here change their limit; the others keep theirs (user_id 1 unless named).
+      // The limit counts the types with a limit after that, defaults included: what is
+      // accepted must read back when stored.
       for (const auto& [type, limit] : value.get_object()) {
         const std::string_view t(type.data(), type.size());
         if (!IsIdentifierType(t)) {
@@ -80,6 +79,10 @@ absl::StatusOr<MergeRules> ParseMergeRules(std::string_view text, UnknownMembers
         auto n = Limit(limit, fmt::format("max_per_type.{}", t));
         if (!n.ok()) return n.status();
         rules.max_per_type[std::string(t)] = *n;
+        if (rules.max_per_type.size() > kMaxPriorityTypes) {
+          return Bad("invalid_value", name,
+                     fmt::format("'max_per_type' names at most {} types (user_id's default included)", kMaxPriorityTypes));
+        }
       }
     } else if (name == "default_max") {
       auto n = Limit(value, name);

@@ -66,6 +66,22 @@ TEST(MergeRulesJson, StoredRulesWithUnknownMembersStillApply) {
   EXPECT_EQ(rules->default_max, 3);
 }
 
+// Found by tests/fuzz/api_json_fuzz: 64 types besides user_id were accepted, and with user_id's
+// default that made 65, which the stored rules could not be read back with.
+TEST(MergeRulesJson, WhatIsAcceptedReadsBackWithTheDefaultsCounted) {
+  std::string body = "{\"max_per_type\":{";
+  for (int i = 0; i < 64; ++i) body += (i ? "," : "") + std::string("\"t") + std::to_string(i) + "\":2";
+  auto too_many = ParseMergeRules(body + "}}");
+  EXPECT_EQ(base::GetErrorDetails(too_many.status()).code, "invalid_value");
+  std::string fits = "{\"max_per_type\":{";
+  for (int i = 0; i < 63; ++i) fits += (i ? "," : "") + std::string("\"t") + std::to_string(i) + "\":2";
+  auto rules = ParseMergeRules(fits + "}}");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  auto again = ParseMergeRules(MergeRulesJson(*rules));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(MergeRulesJson(*again), MergeRulesJson(*rules));
+}
+
 TEST(MergeRulesJson, RefusesWhatItCannotUseNamingTheMember) {
   struct Case {
     const char* json;

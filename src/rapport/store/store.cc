@@ -461,6 +461,10 @@ struct Store::Impl final : EarlierGroups {
   void WriterLoop();
   void CommitLoop();
   void SyncLoop();
+  // One small WriteBatch of `puts` to column family `cf`, outside the commit groups (meta,
+  // audit); a failure latches the store. `what` names it in the error.
+  absl::Status WriteSmall(Cf cf, const std::vector<std::pair<std::string, std::string>>& puts, bool sync,
+                          std::string_view what);
   void ApplyGroup(std::vector<Pending> group);
   // Committer: the WriteBatch of an applied group (its events, their dedupe and person index
   // entries, and its state writes).
@@ -721,6 +725,22 @@ void Store::Impl::CommitLoop() {
     a->written = true;
     written_cv.Signal();
   }
+}
+
+absl::Status Store::Impl::WriteSmall(Cf family, const std::vector<std::pair<std::string, std::string>>& puts,
+                                     bool sync, std::string_view what) {
+  if (options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
+  {
+    base::MutexLock lock(&mu);
+    if (!latched.ok()) return latched;
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : puts) batch.Put(cf[family], k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  rocksdb::Status s = db->Write(wo, &batch);
+  if (!s.ok()) return Latch(FromRocks(s, what));
+  return absl::OkStatus();
 }
 
 void Store::Impl::SyncLoop() {
@@ -1151,19 +1171,7 @@ absl::StatusOr<std::optional<std::string>> Store::GetMeta(std::string_view key) 
 }
 
 absl::Status Store::WriteMeta(const std::vector<std::pair<std::string, std::string>>& puts, bool sync) {
-  Impl& st = *impl_;
-  if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
-  {
-    base::MutexLock lock(&st.mu);
-    if (!st.latched.ok()) return st.latched;
-  }
-  rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : puts) batch.Put(st.cf[kMeta], k, v);
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  rocksdb::Status s = st.db->Write(wo, &batch);
-  if (!s.ok()) return st.Latch(FromRocks(s, "writing metadata"));
-  return absl::OkStatus();
+  return impl_->WriteSmall(kMeta, puts, sync, "writing metadata");
 }
 
 absl::Status Store::ScanMeta(
@@ -1180,17 +1188,7 @@ absl::Status Store::ScanMeta(
 }
 
 absl::Status Store::AppendAudit(const std::vector<std::pair<std::string, std::string>>& puts) {
-  Impl& st = *impl_;
-  if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
-  {
-    base::MutexLock lock(&st.mu);
-    if (!st.latched.ok()) return st.latched;
-  }
-  rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : puts) batch.Put(st.cf[kAudit], k, v);
-  rocksdb::Status s = st.db->Write(rocksdb::WriteOptions(), &batch);
-  if (!s.ok()) return st.Latch(FromRocks(s, "writing the audit log"));
-  return absl::OkStatus();
+  return impl_->WriteSmall(kAudit, puts, /*sync=*/false, "writing the audit log");
 }
 
 absl::Status Store::ScanAudit(
