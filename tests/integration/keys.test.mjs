@@ -244,6 +244,8 @@ test('every read of personal data is in the audit log: key, profile, purposes, t
   const bad = await api(server, 'GET', '/api/v1/audit?since=yesterday');
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.field, 'since');
+  const badId = await api(server, 'GET', '/api/v1/audit?profile_id=x1');
+  assert.deepEqual([badId.status, badId.json.error.code, badId.json.error.field], [400, 'invalid_profile_id', 'profile_id']);
   assert.equal((await api(server, 'GET', '/api/v1/audit', undefined, as)).status, 403);
   // Another workspace's log does not hold this workspace's reads.
   const other = await api(server, 'POST', '/api/v1/workspaces', { name: 'audit-other' });

@@ -63,16 +63,17 @@ absl::StatusOr<size_t> Limit(const Request& req, size_t fallback, size_t max) {
   return value;
 }
 
-absl::StatusOr<uint64_t> ProfileId(const Request& req) {
-  const std::string_view text = req.Param("id");
+absl::StatusOr<uint64_t> ParseProfileId(std::string_view text, std::string_view field) {
   uint64_t id = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
   if (ec != std::errc() || end != text.data() + text.size() || id == 0) {
-    return base::InvalidField("invalid_profile_id", "id",
+    return base::InvalidField("invalid_profile_id", field,
                               fmt::format("'{}' is not a profile id (a positive whole number)", text));
   }
   return id;
 }
+
+absl::StatusOr<uint64_t> ProfileId(const Request& req) { return ParseProfileId(req.Param("id"), "id"); }
 
 absl::Status AuditRead(const Services& s, const Caller& key, std::string_view action, uint64_t profile,
                        std::string subject, uint64_t count) {
@@ -89,12 +90,10 @@ absl::Status AuditRead(const Services& s, const Caller& key, std::string_view ac
                                      base::AsStd(st.message())));
 }
 
-absl::StatusOr<std::optional<std::vector<std::string>>> VisibleTo(const Services& s, store::StateReader& reader,
-                                                                  const Caller& key, const profile::ProfileRecord* p) {
+std::optional<std::vector<std::string>> VisibleTo(const Services& s, const Caller& key, const profile::ProfileRecord* p,
+                                                 const trust::PurposePolicy& policy) {
   if (!key.restricted()) return std::nullopt;
-  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
-                           s.profiles->ReadPolicy(reader, key.workspace));
-  return trust::VisiblePurposes(key.purposes, p ? p->consents : trust::ConsentSet{}, *policy, s.profiles->Now());
+  return trust::VisiblePurposes(key.purposes, p ? p->consents : trust::ConsentSet{}, policy, s.profiles->Now());
 }
 
 }  // namespace internal
@@ -259,9 +258,9 @@ void ListEvents(const Services& s, const Caller& key, Request&& req, Responder&&
                                 {user ? "user_id" : "anonymous_id", std::string(user ? *user : *anonymous),
                                  user ? "userId" : "anonymousId"});
     if (!p.ok() && !absl::IsNotFound(p.status())) return p.status();
-    RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, *reader, key, p.ok() ? &*p : nullptr));
     RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
                              s.profiles->ReadPolicy(*reader, key.workspace));
+    const auto visible = VisibleTo(s, key, p.ok() ? &*p : nullptr, *policy);
     std::string body = "{\"events\":[";
     size_t shown = 0;
     for (const store::StoredEvent& e : page.events) {
@@ -315,7 +314,7 @@ absl::StatusOr<Response> FullProfile(const Services& s, store::StateReader& read
                            s.profiles->DefinitionsFor(reader, ws));
   RAPPORT_ASSIGN_OR_RETURN(profile::DerivedState derived, profile::Engine::ReadDerived(reader, ws, p.id));
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy, s.profiles->ReadPolicy(reader, ws));
-  RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, reader, key, &p));
+  const auto visible = VisibleTo(s, key, &p, *policy);
   RAPPORT_RETURN_IF_ERROR(AuditRead(s, key, action, p.id));
   return Json(200, profile::ProfileJson(p, requested, *defs, derived, *policy, s.profiles->Now(),
                                         visible ? &*visible : nullptr));
@@ -359,12 +358,11 @@ void GetTimeline(const Services& s, const Caller& key, Request&& req, Responder&
     RAPPORT_ASSIGN_OR_RETURN(
         profile::TimelinePage page,
         profile::Engine::Timeline(*reader, key.workspace, p.id, req.Query("cursor").value_or(""), limit));
-    RAPPORT_ASSIGN_OR_RETURN(auto visible, VisibleTo(s, *reader, key, &p));
-    if (visible) {
+    RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                             s.profiles->ReadPolicy(*reader, key.workspace));
+    if (const auto visible = VisibleTo(s, key, &p, *policy)) {
       // A restricted key sees the events of the purposes it may see, and segment changes
       // (derived from analytics) only with analytics.
-      RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
-                               s.profiles->ReadPolicy(*reader, key.workspace));
       std::erase_if(page.items, [&](const profile::TimelineItem& item) {
         return item.membership ? !Contains(*visible, trust::kAnalytics)
                                : !EventVisible(item.event.payload, visible, *policy);
@@ -600,6 +598,8 @@ void SegmentMembers(const Services& s, const Caller& key, Request&& req, Respond
                                                  req.Query("cursor").value_or(""), limit));
     if (key.restricted()) {
       // Only the members who granted analytics (a page may then hold fewer than `limit`).
+      RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const trust::PurposePolicy> policy,
+                               s.profiles->ReadPolicy(*reader, key.workspace));
       absl::Status failed;
       std::erase_if(page.members, [&](const std::pair<uint64_t, base::Micros>& m) {
         auto p = profile::Engine::Read(*reader, key.workspace, m.first);
@@ -607,9 +607,7 @@ void SegmentMembers(const Services& s, const Caller& key, Request&& req, Respond
           if (!absl::IsNotFound(p.status())) failed = p.status();
           return true;
         }
-        auto visible = VisibleTo(s, *reader, key, &*p);
-        if (!visible.ok()) failed = visible.status();
-        return !visible.ok() || !Contains(**visible, trust::kAnalytics);
+        return !Contains(*VisibleTo(s, key, &*p, *policy), trust::kAnalytics);
       });
       RAPPORT_RETURN_IF_ERROR(failed);
     }

@@ -249,12 +249,7 @@ void ListAudit(const Services& s, const Caller& key, Request&& req, Responder&& 
   Answer(std::move(respond), [&]() -> absl::StatusOr<Response> {
     trust::AuditQuery q;
     if (auto profile = req.Query("profile_id")) {
-      uint64_t id = 0;
-      auto [end, ec] = std::from_chars(profile->data(), profile->data() + profile->size(), id);
-      if (ec != std::errc() || end != profile->data() + profile->size() || id == 0) {
-        return base::InvalidField("invalid_profile_id", "profile_id", "profile_id must be a profile id (a positive whole number)");
-      }
-      q.profile = id;
+      RAPPORT_ASSIGN_OR_RETURN(q.profile, ParseProfileId(*profile, "profile_id"));
     }
     q.key_id = std::string(req.Query("key_id").value_or(""));
     RAPPORT_ASSIGN_OR_RETURN(q.since, QueryTime(req, "since"));

@@ -14,6 +14,7 @@
 #include "rapport/app/api.h"
 #include "rapport/http/server.h"
 #include "rapport/profile/record.h"
+#include "rapport/trust/consent.h"
 #include "rapport/trust/workspaces.h"
 
 namespace rapport::app::internal {
@@ -23,7 +24,9 @@ using Caller = trust::KeyInfo;
 http::Response Json(int status, std::string body);
 // Answers `respond` with `response`, or its error in rapport's shape.
 void Answer(http::Responder&& respond, absl::StatusOr<http::Response> response);
-// The path's {id} as a profile id (400 invalid_profile_id otherwise).
+// `text` as a profile id (400 invalid_profile_id naming `field` otherwise).
+absl::StatusOr<uint64_t> ParseProfileId(std::string_view text, std::string_view field);
+// The path's {id} as a profile id.
 absl::StatusOr<uint64_t> ProfileId(const http::Request& req);
 // The `limit` query parameter: `fallback` when absent, else 1..max (400 otherwise).
 absl::StatusOr<size_t> Limit(const http::Request& req, size_t fallback, size_t max);
@@ -35,8 +38,8 @@ absl::Status AuditRead(const Services& s, const Caller& key, std::string_view ac
 
 // The purposes `key` may see of the person `p` (trust::VisiblePurposes), or nullopt when the key
 // is not restricted to purposes and sees everything.
-absl::StatusOr<std::optional<std::vector<std::string>>> VisibleTo(const Services& s, store::StateReader& reader,
-                                                                  const Caller& key, const profile::ProfileRecord* p);
+std::optional<std::vector<std::string>> VisibleTo(const Services& s, const Caller& key, const profile::ProfileRecord* p,
+                                                 const trust::PurposePolicy& policy);
 
 // Trust's routes (trust_api.cc): consent, purposes, keys, the audit log, whoami.
 void GetConsent(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
