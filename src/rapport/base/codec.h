@@ -96,6 +96,8 @@ class Reader {
   // True when nothing failed; `done()` also when all input was consumed.
   bool ok() const { return ok_; }
   bool done() const { return ok_ && in_.empty(); }
+  // Bytes not read yet (a bound for list lengths: each entry takes at least one).
+  size_t remaining() const { return in_.size(); }
 
  private:
   bool Fail() {

@@ -35,6 +35,50 @@ absl::Status Corrupt(std::string_view what, uint64_t id) {
   return absl::DataLossError(fmt::format("the {} of profile {} cannot be decoded", what, id));
 }
 
+// A live profile's record and derived state hold personal data (identifiers, traits, consent,
+// computed values): they are stored sealed with the profile's own data key, as kSealed ·
+// envelope, bound to their state key (docs/formats/store.md). Records of merged profiles name
+// only the survivor and stay plain.
+constexpr char kSealed = '\x80';
+
+// The stored bytes of `plain`, to be written under `key` for profile `id`.
+absl::StatusOr<std::string> Sealed(store::StateTxn& state, uint32_t ws, uint64_t id, std::string_view key,
+                                   std::string_view plain) {
+  RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(ws, id));
+  std::string out(1, kSealed);
+  RAPPORT_RETURN_IF_ERROR(state.Seal(ws, id, key, plain, &out));
+  return out;
+}
+
+// The plain bytes of what is stored under `key` (sealed or not).
+absl::StatusOr<std::string> Unsealed(store::StateReader& state, uint32_t ws, std::string_view key,
+                                     std::string bytes) {
+  if (bytes.empty() || bytes[0] != kSealed) return bytes;
+  return state.Open(ws, key, std::string_view(bytes).substr(1));
+}
+
+// The profile record stored under ProfileKey(ws, id), or nullopt.
+absl::StatusOr<std::optional<ProfileRecord>> ReadRecord(store::StateReader& state, uint32_t ws, uint64_t id) {
+  const std::string key = ProfileKey(ws, id);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(key));
+  if (!bytes) return std::nullopt;
+  RAPPORT_ASSIGN_OR_RETURN(std::string plain, Unsealed(state, ws, key, *std::move(bytes)));
+  auto record = DecodeProfile(id, plain);
+  if (!record) return Corrupt("record", id);
+  return record;
+}
+
+// The derived state stored for profile `id`, or nullopt.
+absl::StatusOr<std::optional<DerivedState>> ReadDerivedRecord(store::StateReader& state, uint32_t ws, uint64_t id) {
+  const std::string key = DerivedKey(ws, id);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(key));
+  if (!bytes) return std::nullopt;
+  RAPPORT_ASSIGN_OR_RETURN(std::string plain, Unsealed(state, ws, key, *std::move(bytes)));
+  auto d = DecodeDerived(plain);
+  if (!d) return Corrupt("computed traits", id);
+  return d;
+}
+
 std::string Joined(const std::vector<Identifier>& ids) {
   std::string out;
   for (const Identifier& id : ids) {
@@ -68,10 +112,8 @@ class Engine::Run {
     for (int hop = 0; hop < kMaxRedirectHops; ++hop) {
       auto it = records_.find(id);
       if (it == records_.end()) {
-        RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, txn_.Get(ProfileKey(ws_, id)));
-        if (!bytes) return nullptr;
-        auto record = DecodeProfile(id, *bytes);
-        if (!record) return Corrupt("record", id);
+        RAPPORT_ASSIGN_OR_RETURN(std::optional<ProfileRecord> record, ReadRecord(txn_, ws_, id));
+        if (!record) return nullptr;
         it = records_.emplace(id, *std::move(record)).first;
       }
       if (!it->second.merged_into) return &it->second;
@@ -131,6 +173,9 @@ class Engine::Run {
 
   // Recomputes `def` on profile `id` from its timeline.
   absl::Status RecomputeTrait(uint64_t id, const ComputedTraitDef& def);
+
+  // Engine::Erase's work, but the suppression list.
+  absl::Status Erase(ProfileRecord& p, Erasure* out);
   // Marks the live profile `id` for evaluation at Flush; false if there is none.
   absl::StatusOr<bool> Touch(uint64_t id) {
     RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
@@ -259,10 +304,8 @@ class ProfileEnv final : public Env {
 absl::StatusOr<DerivedState*> Engine::Run::DerivedIfAny(uint64_t id) {
   auto it = derived_.find(id);
   if (it != derived_.end()) return &it->second;
-  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, txn_.Get(DerivedKey(ws_, id)));
-  if (!bytes) return nullptr;
-  auto d = DecodeDerived(*bytes);
-  if (!d) return Corrupt("computed traits", id);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<DerivedState> d, ReadDerivedRecord(txn_, ws_, id));
+  if (!d) return nullptr;
   stored_derived_.insert(id);
   return &derived_.emplace(id, *std::move(d)).first->second;
 }
@@ -277,10 +320,8 @@ absl::StatusOr<DerivedState*> Engine::Run::Derived(uint64_t id) {
 absl::StatusOr<const ProfileRecord*> Engine::Run::RecordAt(uint64_t id) {
   auto it = records_.find(id);
   if (it != records_.end()) return &it->second;
-  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, txn_.Get(ProfileKey(ws_, id)));
-  if (!bytes) return nullptr;
-  auto record = DecodeProfile(id, *bytes);
-  if (!record) return Corrupt("record", id);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<ProfileRecord> record, ReadRecord(txn_, ws_, id));
+  if (!record) return nullptr;
   return &records_.emplace(id, *std::move(record)).first->second;
 }
 
@@ -471,7 +512,15 @@ absl::Status Engine::Run::Flush() {
   for (uint64_t id : ids) {
     if (dirty_.contains(id)) {
       auto it = records_.find(id);
-      if (it != records_.end()) txn_.Put(ProfileKey(ws_, id), EncodeProfile(it->second));
+      if (it != records_.end()) {
+        const std::string key = ProfileKey(ws_, id);
+        if (it->second.merged_into) {
+          txn_.Put(key, EncodeProfile(it->second));
+        } else {
+          RAPPORT_ASSIGN_OR_RETURN(std::string sealed, Sealed(txn_, ws_, id, key, EncodeProfile(it->second)));
+          txn_.Put(key, sealed);
+        }
+      }
     }
     if (defs_.empty() && !derived_.contains(id)) continue;
     RAPPORT_ASSIGN_OR_RETURN(const ProfileRecord* r, RecordAt(id));
@@ -492,7 +541,9 @@ absl::Status Engine::Run::Flush() {
     if (d->traits.empty() && d->segments.empty() && d->due == 0) {
       if (stored_derived_.contains(id)) txn_.Delete(DerivedKey(ws_, id));
     } else {
-      txn_.Put(DerivedKey(ws_, id), EncodeDerived(*d));
+      const std::string key = DerivedKey(ws_, id);
+      RAPPORT_ASSIGN_OR_RETURN(std::string sealed, Sealed(txn_, ws_, id, key, EncodeDerived(*d)));
+      txn_.Put(key, sealed);
     }
   }
   dirty_.clear();
@@ -549,6 +600,9 @@ absl::Status Engine::Run::MergeInto(ProfileRecord* target, ProfileRecord* q, con
   target->first = std::min(target->first, q->first);
   target->last = std::max(target->last, q->last);
   target->event_count += q->event_count;
+  // Its events stay sealed with its keys, which the target now holds.
+  target->keys.push_back(q->id);
+  target->keys.insert(target->keys.end(), q->keys.begin(), q->keys.end());
 
   // The timeline moves whole (events and membership changes): same suffix, new profile.
   const std::string from = TimelinePrefix(ws_, q->id);
@@ -822,11 +876,14 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
   };
   std::vector<Item> items;
   std::map<uint64_t, uint64_t> first_seq;  // old profile → seq of its first event
+  std::vector<uint64_t> old_keys;          // the data keys the closure's events are sealed with
   reuse_.clear();
   for (uint64_t id : closure) {
     RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* r, Load(id));
     if (!r) continue;
     reuse_.emplace(r->first, r->id);
+    old_keys.push_back(r->id);
+    old_keys.insert(old_keys.end(), r->keys.begin(), r->keys.end());
     std::vector<std::string> keys;
     RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, id), "",
                                       [&](std::string_view k, std::string_view v) {
@@ -861,6 +918,7 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
   });
 
   std::map<uint64_t, uint64_t> now_in;  // seq → profile it was applied to
+  std::map<uint64_t, uint64_t> sealed_with;  // seq → its data key (stored events)
   replaying_ = true;
   for (const Item& item : items) {
     uint64_t pid = 0;
@@ -871,10 +929,32 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
       if (!event) return absl::DataLossError(fmt::format("event {} of a profile is missing", item.seq));
       RAPPORT_ASSIGN_OR_RETURN(wire::EventFacts facts, wire::ReadEventFacts(event->payload));
       RAPPORT_ASSIGN_OR_RETURN(pid, ApplyEvent(facts, event->timestamp, item.seq, false));
+      sealed_with[item.seq] = event->key_id;
     }
     now_in[item.seq] = pid;
   }
   replaying_ = false;
+  // Each data key belongs to one live profile: an event that now belongs to a profile that does
+  // not hold its key is sealed again with that profile's own key; keys no live profile holds
+  // any more are destroyed.
+  absl::flat_hash_set<uint64_t> held;
+  for (const auto& [seq, key] : sealed_with) {
+    RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* owner, Load(now_in[seq]));
+    if (!owner) continue;
+    const bool holds = key == owner->id || std::find(owner->keys.begin(), owner->keys.end(), key) != owner->keys.end();
+    if (!holds) {
+      RAPPORT_RETURN_IF_ERROR(txn_.EnsureDataKey(ws_, owner->id));
+      RAPPORT_RETURN_IF_ERROR(txn_.ResealEvent(seq, owner->id));
+    }
+  }
+  for (const auto& [id, r] : records_) {
+    if (r.merged_into) continue;
+    held.insert(id);
+    held.insert(r.keys.begin(), r.keys.end());
+  }
+  for (uint64_t key : old_keys) {
+    if (!held.contains(key)) txn_.DestroyDataKey(ws_, key);
+  }
   // A rebuilt profile whose id was not reused now lives where its first event went.
   for (const auto& [first_key, old_id] : reuse_) {
     auto first = first_seq.find(old_id);
@@ -967,11 +1047,18 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
   Run::Admission admission{trust::PurposeOf(p.facts, *policy), absl::OkStatus()};
   // An import was judged where it was first stored.
   const bool judge = admission.purpose != trust::kNecessary && !event.admitted;
-  RAPPORT_RETURN_IF_ERROR(
-      run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, judge ? &admission : nullptr).status());
+  // An erased person's identifiers are refused, imports included.
+  if (absl::Status suppressed = CheckSuppressed(state, event.workspace, p.facts); !suppressed.ok()) {
+    if (base::GetErrorDetails(suppressed).code != "identifier_suppressed") return suppressed;
+    return store::Verdict{.refused = std::move(suppressed)};
+  }
+  RAPPORT_ASSIGN_OR_RETURN(
+      const uint64_t pid,
+      run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, judge ? &admission : nullptr));
   if (admission.refused.ok()) {
     RAPPORT_RETURN_IF_ERROR(run.Flush());
-    return store::Verdict{};
+    if (pid) RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(event.workspace, pid));
+    return store::Verdict{.seal_key = pid};
   }
   // Refused; nothing is written yet. When it changes what the person chose, that change is
   // kept all the same — a withdrawal must hold even when the event that says it is not stored —
@@ -981,15 +1068,18 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
   std::string record = wire::ConsentRecordOf(event.payload);
   RAPPORT_ASSIGN_OR_RETURN(wire::EventFacts facts, wire::ReadEventFacts(record));
   state.ReplaceEvent(seq, record);  // what the group's readers (a recompute) see of this seq
-  RAPPORT_RETURN_IF_ERROR(run.ApplyEvent(facts, event.timestamp, seq, true).status());
+  RAPPORT_ASSIGN_OR_RETURN(const uint64_t holder, run.ApplyEvent(facts, event.timestamp, seq, true));
   RAPPORT_RETURN_IF_ERROR(run.Flush());
-  return store::Verdict{std::move(admission.refused), std::move(record)};
+  if (holder) RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(event.workspace, holder));
+  return store::Verdict{
+      .refused = std::move(admission.refused), .stored_instead = std::move(record), .seal_key = holder};
 }
 
 void Engine::AfterGroup(bool committed) {
   if (committed) return;
   // Reloaded from the store on next use.
   separations_.clear();
+  suppressed_.clear();
   base::MutexLock lock(&mu_);
   definitions_.clear();
   rules_.clear();
@@ -1113,13 +1203,206 @@ absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint
   return now;
 }
 
+absl::Status Engine::Run::Erase(ProfileRecord& p, Erasure* out) {
+  out->profile_id = p.id;
+  // Events and the timeline (membership changes included).
+  std::vector<std::string> timeline;
+  RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, p.id), "", [&](std::string_view k, std::string_view) {
+    timeline.emplace_back(k);
+    return true;
+  }));
+  for (const std::string& k : timeline) {
+    txn_.Delete(k);
+    auto entry = DecodeTimelineKey(k);
+    if (!entry || k.size() != TimelineKey(ws_, p.id, 0, 0).size()) continue;  // a membership change
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, txn_.ReadEvent(entry->seq));
+    if (!event) continue;
+    // Its person-index entries are under the userId and anonymousId as sent.
+    std::string user_id, anonymous_id;
+    if (auto facts = wire::ReadEventFacts(event->payload); facts.ok()) {
+      for (const wire::RawIdentifier& raw : facts->identifiers) {
+        if (raw.source == "userId") user_id = raw.value;
+        if (raw.source == "anonymousId") anonymous_id = raw.value;
+      }
+    }
+    RAPPORT_RETURN_IF_ERROR(txn_.DeleteEvent(entry->seq, user_id, anonymous_id));
+    ++out->events;
+  }
+  // Computed traits and memberships (and the segments' counts).
+  RAPPORT_ASSIGN_OR_RETURN(DerivedState* d, DerivedIfAny(p.id));
+  if (d) {
+    out->computed_traits = d->traits.size();
+    out->segments = d->segments.size();
+  }
+  RAPPORT_RETURN_IF_ERROR(Retire(p.id));
+  // What other profiles kept of its identifiers: refused links and splits.
+  std::vector<Identifier> mine;
+  for (const IdentityEntry& e : p.identities) mine.push_back(e.identifier);
+  auto is_mine = [&](const Identifier& id) { return std::find(mine.begin(), mine.end(), id) != mine.end(); };
+  for (const Identifier& c : p.conflicts) {
+    RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* other, ProfileOf(c));
+    if (!other || other->id == p.id) continue;
+    std::erase_if(other->conflicts, is_mine);
+    std::erase_if(other->blocked, [&](const BlockedEntry& b) {
+      return std::any_of(mine.begin(), mine.end(), [&](const Identifier& id) { return b.identifier == id.ToString(); });
+    });
+    Dirty(other->id);
+  }
+  for (const Identifier& id : mine) {
+    txn_.Delete(IdentifierKey(ws_, id));
+    const std::string key = SeparationKey(ws_, id);
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> apart, txn_.Get(key));
+    if (!apart) continue;
+    txn_.Delete(key);
+    auto list = DecodeIdentifiers(*apart);
+    if (!list) return absl::DataLossError("a split record cannot be decoded");
+    for (const Identifier& other : *list) {
+      if (is_mine(other)) continue;
+      const std::string other_key = SeparationKey(ws_, other);
+      RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> theirs, txn_.Get(other_key));
+      auto their_list = theirs ? DecodeIdentifiers(*theirs) : std::nullopt;
+      if (!their_list) continue;
+      std::erase_if(*their_list, is_mine);
+      if (their_list->empty()) {
+        txn_.Delete(other_key);
+      } else {
+        txn_.Put(other_key, EncodeIdentifiers(*their_list));
+      }
+    }
+  }
+  out->identifiers = mine.size();
+  out->traits = p.traits.size();
+  // The records: its own and those of the profiles merged into it (which name only it).
+  out->profiles.push_back(p.id);
+  for (uint64_t k : p.keys) {
+    RAPPORT_ASSIGN_OR_RETURN(const ProfileRecord* absorbed, RecordAt(k));
+    if (absorbed && absorbed->merged_into) {
+      RAPPORT_RETURN_IF_ERROR(Retire(k));
+      txn_.Delete(ProfileKey(ws_, k));
+      out->profiles.push_back(k);
+    }
+  }
+  txn_.Delete(ProfileKey(ws_, p.id));
+  // Last, the keys: every copy of what they sealed becomes unreadable.
+  out->destroyed_keys.push_back(p.id);
+  out->destroyed_keys.insert(out->destroyed_keys.end(), p.keys.begin(), p.keys.end());
+  for (uint64_t k : out->destroyed_keys) txn_.DestroyDataKey(ws_, k);
+  for (uint64_t id : out->profiles) {
+    records_.erase(id);
+    dirty_.erase(id);
+  }
+  std::sort(out->profiles.begin(), out->profiles.end());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Erasure> Engine::Erase(store::StateTxn& state, uint32_t ws, uint64_t id, const std::string& receipt) {
+  RAPPORT_RETURN_IF_ERROR(SeparationsOf(state, ws).status());
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const Definitions> defs, DefinitionsFor(state, ws));
+  Run run(*this, state, ws, separations_[ws], *defs, 0);
+  RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* p, run.Load(id));
+  if (!p) {
+    return base::MakeError(absl::StatusCode::kNotFound, "profile_not_found", fmt::format("there is no profile {}", id));
+  }
+  if (p->event_count > kMaxErasureEvents) {
+    return base::MakeError(absl::StatusCode::kFailedPrecondition, "erasure_too_large",
+                           fmt::format("profile {} has {} events, more than the {} an erasure takes at once",
+                                       p->id, p->event_count, kMaxErasureEvents));
+  }
+  RAPPORT_ASSIGN_OR_RETURN(const absl::flat_hash_set<std::string>* loaded, SuppressedOf(state, ws));
+  (void)loaded;
+  Erasure out;
+  const base::Micros now = Now();
+  for (const IdentityEntry& e : p->identities) {
+    Suppression s{state.KeyedHash(ws, SuppressionInput(e.identifier)), e.identifier.type, now, receipt};
+    state.Put(SuppressionKey(ws, s.hash), EncodeSuppression(s));
+    suppressed_[ws].insert(s.hash);
+    out.suppressed.push_back(std::move(s));
+  }
+  RAPPORT_RETURN_IF_ERROR(run.Erase(*p, &out));
+  RAPPORT_RETURN_IF_ERROR(run.Flush());
+  separations_.erase(ws);  // reloaded without its identifiers
+  return out;
+}
+
+absl::StatusOr<const absl::flat_hash_set<std::string>*> Engine::SuppressedOf(store::StateTxn& state, uint32_t ws) {
+  auto it = suppressed_.find(ws);
+  if (it != suppressed_.end()) return &it->second;
+  absl::flat_hash_set<std::string> loaded;
+  const std::string prefix = SuppressionPrefix(ws);
+  RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, "", [&](std::string_view k, std::string_view) {
+    loaded.insert(std::string(k.substr(prefix.size())));
+    return true;
+  }));
+  return &suppressed_.emplace(ws, std::move(loaded)).first->second;
+}
+
+absl::Status Engine::CheckSuppressed(store::StateTxn& state, uint32_t ws, const wire::EventFacts& facts) {
+  RAPPORT_ASSIGN_OR_RETURN(const absl::flat_hash_set<std::string>* suppressed, SuppressedOf(state, ws));
+  if (suppressed->empty()) return absl::OkStatus();
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, RulesFor(state, ws));
+  auto check = [&](const wire::RawIdentifier& raw) -> absl::Status {
+    auto id = identity::Normalize(raw, *rules);
+    if (!id.ok() || !suppressed->contains(state.KeyedHash(ws, SuppressionInput(*id)))) return absl::OkStatus();
+    return base::MakeError(absl::StatusCode::kPermissionDenied, "identifier_suppressed",
+                           fmt::format("the person this event names ({} from {}) was erased at their request; "
+                                       "events naming them are refused until an admin lifts the suppression",
+                                       id->type, raw.source),
+                           raw.source);
+  };
+  for (const wire::RawIdentifier& raw : facts.identifiers) RAPPORT_RETURN_IF_ERROR(check(raw));
+  if (facts.type == wire::EventType::kAlias && !facts.previous_id.empty()) {
+    for (const char* type : {"user_id", "anonymous_id"}) {
+      RAPPORT_RETURN_IF_ERROR(check({type, facts.previous_id, "previousId"}));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Suppression>> Engine::Suppressions(store::StateReader& state, uint32_t ws,
+                                                              std::string_view after, size_t limit) {
+  std::vector<Suppression> out;
+  const std::string prefix = SuppressionPrefix(ws);
+  const std::string from = after.empty() ? "" : SuppressionKey(ws, after);
+  bool corrupt = false;
+  RAPPORT_RETURN_IF_ERROR(state.Scan(prefix, from, [&](std::string_view k, std::string_view v) {
+    if (k == from) return true;
+    if (out.size() == limit) return false;
+    auto s = DecodeSuppression(k.substr(prefix.size()), v);
+    if (!s) {
+      corrupt = true;
+      return false;
+    }
+    out.push_back(*std::move(s));
+    return true;
+  }));
+  if (corrupt) return absl::DataLossError("a suppression record cannot be decoded");
+  return out;
+}
+
+absl::StatusOr<std::string> Engine::SuppressionHash(store::StateReader& state, uint32_t ws,
+                                                    const wire::RawIdentifier& raw) const {
+  RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, ReadRules(state, ws));
+  RAPPORT_ASSIGN_OR_RETURN(Identifier id, identity::Normalize(raw, *rules));
+  return state.KeyedHash(ws, SuppressionInput(id));
+}
+
+absl::Status Engine::LiftSuppression(store::StateTxn& state, uint32_t ws, std::string_view hash) {
+  const std::string key = SuppressionKey(ws, hash);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> existing, state.Get(key));
+  if (!existing) {
+    return base::MakeError(absl::StatusCode::kNotFound, "suppression_not_found",
+                           "there is no suppression with this hash");
+  }
+  state.Delete(key);
+  if (auto it = suppressed_.find(ws); it != suppressed_.end()) it->second.erase(std::string(hash));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ProfileRecord> Engine::Read(store::StateReader& state, uint32_t ws, uint64_t id) {
   const uint64_t requested = id;
   for (int hop = 0; hop < kMaxRedirectHops; ++hop) {
-    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(ProfileKey(ws, id)));
-    if (!bytes) break;
-    auto record = DecodeProfile(id, *bytes);
-    if (!record) return Corrupt("record", id);
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<ProfileRecord> record, ReadRecord(state, ws, id));
+    if (!record) break;
     if (!record->merged_into) return *std::move(record);
     id = record->merged_into;
     if (hop + 1 == kMaxRedirectHops) {
@@ -1412,6 +1695,10 @@ absl::StatusOr<Job> Engine::RunJobStep(store::StateTxn& state, uint64_t id, size
       }
       if (*pid > job.total || live.size() == max_profiles) return false;
       last = *pid;
+      if (!v.empty() && v[0] == kSealed) {  // only live profiles' records are sealed
+        live.push_back(*pid);
+        return true;
+      }
       auto record = DecodeProfile(*pid, v);
       if (!record) {
         corrupt = true;
@@ -1478,10 +1765,8 @@ absl::StatusOr<size_t> Engine::Sweep(store::StateTxn& state, size_t max_profiles
 // --- Reads of what is derived.
 
 absl::StatusOr<DerivedState> Engine::ReadDerived(store::StateReader& state, uint32_t ws, uint64_t id) {
-  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> bytes, state.Get(DerivedKey(ws, id)));
-  if (!bytes) return DerivedState{};
-  auto d = DecodeDerived(*bytes);
-  if (!d) return Corrupt("computed traits", id);
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<DerivedState> d, ReadDerivedRecord(state, ws, id));
+  if (!d) return DerivedState{};
   return *std::move(d);
 }
 

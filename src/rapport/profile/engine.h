@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "rapport/base/clock.h"
 #include "rapport/base/metrics.h"
@@ -47,6 +48,7 @@
 #include "rapport/profile/record.h"
 #include "rapport/store/store.h"
 #include "rapport/trust/consent.h"
+#include "rapport/wire/event_facts.h"
 
 namespace rapport::profile {
 
@@ -93,6 +95,22 @@ struct TimelinePage {
   std::string next_cursor;          // "" on the last page
 };
 
+// What an erasure removed (docs/gdpr.md#erasure): the receipt's scope.
+struct Erasure {
+  uint64_t profile_id = 0;
+  std::vector<uint64_t> profiles;  // records deleted: the profile and those merged into it
+  uint64_t events = 0;
+  uint64_t identifiers = 0;
+  uint64_t traits = 0;
+  uint64_t computed_traits = 0;
+  uint64_t segments = 0;
+  std::vector<uint64_t> destroyed_keys;  // data keys destroyed (for Store::Purge)
+  std::vector<Suppression> suppressed;
+};
+
+// The largest profile an erasure takes at once (its events are deleted in one WriteBatch).
+inline constexpr uint64_t kMaxErasureEvents = 1'000'000;
+
 // NotFound (404 definition_not_found): there is no such computed trait or segment.
 absl::Status NoSuchDefinition(DefinitionKind kind, std::string_view name);
 
@@ -128,6 +146,25 @@ class Engine final : public store::CommitHook {
   // identifiers the profile had, sorted.
   absl::StatusOr<std::vector<uint64_t>> Split(store::StateTxn& state, uint32_t ws, uint64_t id,
                                               const wire::RawIdentifier& identifier);
+
+  // --- Erasure and the suppression list (docs/gdpr.md).
+  // Writer thread (RunExclusive): erases the live profile `id` (following merges): destroys the
+  // data keys of its events and records, deletes its events (with their index entries), record,
+  // timeline, computed traits, segment memberships, identifiers, the records of the profiles
+  // merged into it, and what other profiles kept of its identifiers (conflicts, splits); adds its
+  // identifiers to the suppression list under `receipt`. NotFound (profile_not_found) if there is
+  // no such profile; FailedPrecondition (erasure_too_large) beyond kMaxErasureEvents events.
+  absl::StatusOr<Erasure> Erase(store::StateTxn& state, uint32_t ws, uint64_t id, const std::string& receipt);
+  // The suppression list of `ws`, by hash, after `after` (a hash; "" from the start).
+  static absl::StatusOr<std::vector<Suppression>> Suppressions(store::StateReader& state, uint32_t ws,
+                                                              std::string_view after, size_t limit);
+  // The hash an identifier is suppressed under (normalised as events' identifiers are).
+  // InvalidArgument if it is not an identifier.
+  absl::StatusOr<std::string> SuppressionHash(store::StateReader& state, uint32_t ws,
+                                              const wire::RawIdentifier& identifier) const;
+  // Writer thread (RunExclusive): lifts a suppression; events naming the identifier are stored
+  // again from the next one. NotFound (suppression_not_found) if there is none.
+  absl::Status LiftSuppression(store::StateTxn& state, uint32_t ws, std::string_view hash);
 
   // --- Definitions (docs/api/definitions.md).
   // The definitions of `ws` (empty if none): those published by the writer, or read from
@@ -200,6 +237,10 @@ class Engine final : public store::CommitHook {
   friend class Run;
 
   absl::StatusOr<const identity::Separations*> SeparationsOf(store::StateTxn& state, uint32_t ws);
+  // Writer thread: the suppression list of `ws` (hashes), loaded on first use.
+  absl::StatusOr<const absl::flat_hash_set<std::string>*> SuppressedOf(store::StateTxn& state, uint32_t ws);
+  // Writer thread: a refusal if the event names a suppressed identifier (OK otherwise).
+  absl::Status CheckSuppressed(store::StateTxn& state, uint32_t ws, const wire::EventFacts& facts);
   // Writer thread: ReadRules, keeping what it read for the next events (only the writer fills
   // the copy, so a reader's older snapshot cannot put stale rules in it).
   absl::StatusOr<std::shared_ptr<const identity::MergeRules>> RulesFor(store::StateTxn& state, uint32_t ws);
@@ -220,6 +261,8 @@ class Engine final : public store::CommitHook {
   EngineOptions options_;
   // Writer thread only: separations per workspace, loaded on first use.
   absl::flat_hash_map<uint32_t, identity::Separations> separations_;
+  // Writer thread only: suppression lists per workspace, loaded on first use.
+  absl::flat_hash_map<uint32_t, absl::flat_hash_set<std::string>> suppressed_;
   // Writer thread only: computed traits with a backfill under way, per workspace (a merge
   // recomputes them from the merged timeline, as the halves may not be backfilled yet).
   absl::flat_hash_map<uint32_t, std::set<std::string>> backfilling_;

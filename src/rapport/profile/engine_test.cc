@@ -110,6 +110,19 @@ class Harness {
     } while (!cursor.empty());
     return out;
   }
+  // Every event of a live profile is sealed with a data key the profile holds (its own, or
+  // one of the profiles merged into it): erasing the profile destroys exactly those keys.
+  void ExpectKeysHeld(const ProfileRecord& r) {
+    auto reader = store_->NewStateReader();
+    auto page = Engine::Timeline(*reader, kWs, r.id, "", 100000);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& item : page->items) {
+      if (item.membership) continue;
+      const uint64_t key = item.event.key_id;
+      EXPECT_TRUE(key == r.id || std::find(r.keys.begin(), r.keys.end(), key) != r.keys.end())
+          << "event " << item.event.seq << " of profile " << r.id << " is sealed with key " << key;
+    }
+  }
   // Every live profile as: identifiers | events | traits | first,last,count.
   std::set<std::string> Canon() {
     auto reader = store_->NewStateReader();
@@ -120,9 +133,14 @@ class Harness {
     EXPECT_TRUE(reader
                     ->Scan(prefix, "",
                            [&](std::string_view k, std::string_view v) {
-                             auto r = DecodeProfile(base::GetU64(k.substr(5)), v);
+                             const uint64_t id = base::GetU64(k.substr(5));
+                             if (!v.empty() && v[0] == '\x80') {  // sealed: a live profile
+                               ids.push_back(id);
+                               return true;
+                             }
+                             auto r = DecodeProfile(id, v);
                              EXPECT_TRUE(r.has_value());
-                             if (r && !r->merged_into) ids.push_back(r->id);
+                             EXPECT_TRUE(r && r->merged_into) << "a live profile's record is stored sealed";
                              return true;
                            })
                     .ok());
@@ -130,6 +148,7 @@ class Harness {
       auto r = *Engine::Read(*reader, kWs, id);
       std::set<std::string> idents;
       for (const auto& e : r.identities) idents.insert(e.identifier.ToString());
+      ExpectKeysHeld(r);
       auto events = TimelineIds(id);
       std::sort(events.begin(), events.end());
       std::string traits;
@@ -377,6 +396,127 @@ TEST(Engine, SplitUndoesAWrongMergeFromTheStoredEvents) {
     return h.engine().Split(t, kWs, 999, {"email", "ann@x.nl", "api"}).status();
   });
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+}
+
+TEST(Engine, EraseDestroysTheKeysAndSuppressesTheIdentifiers) {
+  Harness h;
+  h.Send({Make("1", 100, "page", R"("anonymousId":"a-ann","name":"Pricing")"),
+          Make("2", 200, "identify", R"("userId":"ann","traits":{"email":"ann@x.nl","name":"Ann Smith"})"),
+          // Links the anonymous visit: that profile is merged into Ann's, its events keep its key.
+          Make("3", 300, "track", R"("userId":"ann","anonymousId":"a-ann","event":"Order Completed")"),
+          Make("4", 400, "identify", R"("userId":"bob","traits":{"email":"bob@x.nl"})")});
+  auto ann = *h.Lookup("user_id", "ann");
+  ASSERT_EQ(ann.event_count, 3u);
+  ASSERT_EQ(ann.keys.size(), 1u);  // the anonymous profile's key
+  h.ExpectKeysHeld(ann);
+  const uint64_t bob = h.Lookup("user_id", "bob")->id;
+
+  Erasure erased;
+  ASSERT_TRUE(h.store()
+                  .RunExclusiveAndWait([&](store::StateTxn& t) -> absl::Status {
+                    auto r = h.engine().Erase(t, kWs, ann.keys[0], "er_test");  // via the merged id
+                    if (!r.ok()) return r.status();
+                    erased = *std::move(r);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(erased.profile_id, ann.id);
+  EXPECT_EQ(erased.events, 3u);
+  EXPECT_EQ(erased.identifiers, 3u);  // anonymous_id, user_id, email
+  EXPECT_EQ(erased.traits, 2u);
+  EXPECT_EQ(erased.profiles, (std::vector<uint64_t>{std::min(ann.id, ann.keys[0]), std::max(ann.id, ann.keys[0])}));
+  EXPECT_EQ(erased.destroyed_keys.size(), 2u);
+  EXPECT_EQ(erased.suppressed.size(), 3u);
+  ASSERT_TRUE(h.store().Purge(kWs, erased.destroyed_keys).ok());
+
+  // Nothing of Ann is readable; Bob is untouched.
+  EXPECT_EQ(h.Lookup("user_id", "ann").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.Lookup("email", "ann@x.nl").status().code(), absl::StatusCode::kNotFound);
+  auto reader = h.store().NewStateReader();
+  EXPECT_EQ(Engine::Read(*reader, kWs, ann.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Engine::Read(*reader, kWs, ann.keys[0]).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.StoredEvents().size(), 1u);
+  EXPECT_TRUE(h.StoredEvents().contains("4"));
+  EXPECT_EQ(h.Lookup("user_id", "bob")->id, bob);
+  auto page = h.store().ReadPersonEvents(kWs, store::IdKind::kUserId, "ann", "", 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->events.empty());
+
+  // New events naming any of her identifiers are refused (an import too); others are stored.
+  for (bool admitted : {false, true}) {
+    h.Send({Make(admitted ? "5i" : "5", 500, "identify", R"("userId":"someone","traits":{"email":" ANN@x.nl "})"),
+            Make(admitted ? "6i" : "6", 600, "page", R"("anonymousId":"a-ann")"),
+            Make(admitted ? "7i" : "7", 700, "page", R"("userId":"carl")")},
+           kWs, admitted);
+    ASSERT_EQ(h.results().size(), 3u);
+    EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kRefused);
+    EXPECT_EQ(base::GetErrorDetails(h.results()[0].reason).code, "identifier_suppressed");
+    EXPECT_EQ(h.results()[0].reason.message().find("ann"), std::string::npos);  // it names no value
+    EXPECT_EQ(h.results()[1].outcome, store::WriteOutcome::kRefused);
+    EXPECT_EQ(h.results()[2].outcome, store::WriteOutcome::kStored);
+  }
+  EXPECT_EQ(h.Lookup("user_id", "someone").status().code(), absl::StatusCode::kNotFound);
+
+  // The list holds hashes, not values; an admin lifts one, and her events are stored again.
+  auto list = Engine::Suppressions(*h.store().NewStateReader(), kWs, "", 10);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  for (const Suppression& s : *list) {
+    EXPECT_EQ(s.hash.size(), 32u);
+    EXPECT_EQ(s.receipt, "er_test");
+  }
+  auto hash = h.engine().SuppressionHash(*h.store().NewStateReader(), kWs, {"anonymous_id", "a-ann", "api"});
+  ASSERT_TRUE(hash.ok());
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().LiftSuppression(t, kWs, *hash);
+  }).ok());
+  absl::Status again = h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().LiftSuppression(t, kWs, *hash);
+  });
+  EXPECT_EQ(base::GetErrorDetails(again).code, "suppression_not_found");
+  h.Send({Make("8", 800, "page", R"("anonymousId":"a-ann")")});
+  EXPECT_EQ(h.results()[0].outcome, store::WriteOutcome::kStored);
+  EXPECT_EQ(h.Lookup("anonymous_id", "a-ann")->event_count, 1u);  // a new profile, with nothing of before
+
+  absl::Status missing = h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Erase(t, kWs, 999, "er_x").status();
+  });
+  EXPECT_EQ(base::GetErrorDetails(missing).code, "profile_not_found");
+}
+
+// A split leaves the events of one key on two profiles: they are sealed again with the key of
+// the profile that now holds them, so erasing one side leaves the other whole.
+TEST(Engine, EraseAfterASplitKeepsTheOtherSide) {
+  Harness h;
+  h.Send({Make("1", 100, "identify", R"("userId":"ann","anonymousId":"a-ann","traits":{"email":"ann@x.nl"})"),
+          Make("2", 200, "page", R"("userId":"ann","anonymousId":"tablet","name":"Login")"),
+          Make("3", 300, "page", R"("anonymousId":"tablet","name":"Games")"),
+          Make("4", 400, "identify", R"("anonymousId":"tablet","traits":{"name":"Kid"})")});
+  const uint64_t before = h.Lookup("user_id", "ann")->id;
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Split(t, kWs, before, {"anonymous_id", "tablet", "api"}).status();
+  }).ok());
+  auto ann = *h.Lookup("user_id", "ann");
+  auto kid = *h.Lookup("anonymous_id", "tablet");
+  ASSERT_NE(ann.id, kid.id);
+  h.ExpectKeysHeld(ann);
+  h.ExpectKeysHeld(kid);
+  Erasure erased;
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) -> absl::Status {
+    auto r = h.engine().Erase(t, kWs, ann.id, "er_1");
+    if (!r.ok()) return r.status();
+    erased = *std::move(r);
+    return absl::OkStatus();
+  }).ok());
+  ASSERT_TRUE(h.store().Purge(kWs, erased.destroyed_keys).ok());
+  EXPECT_EQ(h.TimelineIds(kid.id), (std::vector<std::string>{"3", "4"}));
+  EXPECT_EQ(h.Lookup("anonymous_id", "tablet")->FindTrait("name")->json, "\"Kid\"");
+  // The kid's profile no longer keeps Ann's identifiers (its record of the refused link).
+  for (const auto& b : h.Lookup("anonymous_id", "tablet")->blocked) {
+    EXPECT_EQ(b.identifier.find("ann"), std::string::npos) << b.identifier;
+  }
+  for (const auto& c : h.Lookup("anonymous_id", "tablet")->conflicts) EXPECT_EQ(c.value.find("ann"), std::string::npos);
+  EXPECT_EQ(h.StoredEvents().size(), 2u);
 }
 
 // Random events over a small identifier space, ingested in two arrival orders (same

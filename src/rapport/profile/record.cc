@@ -10,7 +10,7 @@ namespace rapport::profile {
 namespace {
 
 // Version 2 added consents; version 1 records (none) are still read.
-constexpr uint8_t kRecordVersion = 2;
+constexpr uint8_t kRecordVersion = 3;
 
 uint64_t Ordered(base::Micros t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
 base::Micros FromOrdered(uint64_t v) { return static_cast<base::Micros>(v ^ (1ULL << 63)); }
@@ -149,6 +149,8 @@ std::string EncodeProfile(const ProfileRecord& p) {
     w.Bytes(c.source);
     w.Bytes(c.text_version);
   }
+  w.Varint(p.keys.size());
+  for (uint64_t k : p.keys) w.Varint(k);
   return std::move(w).Finish();
 }
 
@@ -195,6 +197,12 @@ std::optional<ProfileRecord> DecodeProfile(uint64_t id, std::string_view bytes) 
       if (ok) p.consents.Record(purpose, c);
     }
   }
+  if (ok && version >= 3) {
+    uint64_t n;
+    ok = r.Varint(&n) && n <= r.remaining();
+    p.keys.resize(ok ? n : 0);
+    for (uint64_t& k : p.keys) ok = ok && r.Varint(&k);
+  }
   if (!ok || !r.done()) return std::nullopt;
   return p;
 }
@@ -225,6 +233,42 @@ std::string SeparationPrefix(uint32_t ws) { return WsKey('x', ws); }
 std::string MergeRulesKey(uint32_t ws) { return WsKey('r', ws); }
 std::string PurposePolicyKey(uint32_t ws) { return WsKey('P', ws); }
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id) { return IdKey('x', ws, id); }
+
+std::string SuppressionPrefix(uint32_t ws) { return WsKey('S', ws); }
+
+std::string SuppressionKey(uint32_t ws, std::string_view hash) {
+  std::string k = WsKey('S', ws);
+  k.append(hash);
+  return k;
+}
+
+std::string EncodeSuppression(const Suppression& s) {
+  base::Writer w;
+  w.U8(1);
+  w.Signed(s.at);
+  w.Bytes(s.type);
+  w.Bytes(s.receipt);
+  return std::move(w).Finish();
+}
+
+std::optional<Suppression> DecodeSuppression(std::string_view hash, std::string_view bytes) {
+  base::Reader r(bytes);
+  Suppression s;
+  s.hash = std::string(hash);
+  uint8_t version;
+  if (!r.U8(&version) || version != 1 || !r.Signed(&s.at) || !r.Bytes(&s.type) || !r.Bytes(&s.receipt) ||
+      !r.done()) {
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::string SuppressionInput(const identity::Identifier& id) {
+  std::string in = id.type;
+  in.push_back('\0');
+  in.append(id.value);
+  return in;
+}
 
 std::optional<uint64_t> DecodeProfileId(std::string_view value) {
   if (value.size() != 8) return std::nullopt;

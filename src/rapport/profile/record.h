@@ -75,6 +75,10 @@ struct ProfileRecord {
   // The person's latest explicit choice per purpose (trust/consent.h): from the events'
   // context.consent, the consent API and the preferences page, which all arrive as events.
   trust::ConsentSet consents;
+  // The data keys that seal this profile's events besides its own (id = the profile's id): those
+  // of the profiles merged into it. Each data key belongs to one live profile; erasing it
+  // destroys them all (docs/gdpr.md).
+  std::vector<uint64_t> keys;
 
   static constexpr size_t kMaxHistory = 100;
   static constexpr size_t kMaxConflicts = 64;
@@ -101,6 +105,21 @@ std::string SeparationPrefix(uint32_t ws);                                // 'x'
 std::string MergeRulesKey(uint32_t ws);                                   // 'r' ws → rules JSON
 std::string PurposePolicyKey(uint32_t ws);                                // 'P' ws → purposes JSON
 std::string SeparationKey(uint32_t ws, const identity::Identifier& id);
+// 'S' ws hash(32): an erased identifier, by its keyed hash (StateReader::KeyedHash).
+std::string SuppressionPrefix(uint32_t ws);
+std::string SuppressionKey(uint32_t ws, std::string_view hash);
+
+// The suppression list: an identifier of an erased person, whose events are refused.
+struct Suppression {
+  std::string hash;  // the keyed hash of type and value (32 bytes); the value is not kept
+  std::string type;  // the identifier's type
+  base::Micros at = 0;
+  std::string receipt;  // the erasure that added it
+};
+std::string EncodeSuppression(const Suppression& s);  // without the hash (it is the key)
+std::optional<Suppression> DecodeSuppression(std::string_view hash, std::string_view bytes);
+// What is hashed for an identifier: type · 0 · value.
+std::string SuppressionInput(const identity::Identifier& id);
 
 // Decoders for the parts of keys and values above.
 std::optional<uint64_t> DecodeProfileId(std::string_view value);  // value of IdentifierKey

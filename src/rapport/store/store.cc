@@ -34,6 +34,8 @@
 #include "rapport/base/error.h"
 #include "rapport/base/status.h"
 #include "rapport/base/strings.h"
+#include "rapport/store/envelope.h"
+#include "rapport/store/internal/keyring.h"
 #include "rapport/store/internal/keys.h"
 #include "rapport/store/internal/state_cache.h"
 #include <spdlog/spdlog.h>
@@ -132,7 +134,6 @@ class PersonPrefixTransform final : public rocksdb::SliceTransform {
 
 struct Pending {
   std::vector<EventWrite> events;
-  std::vector<std::string> values;  // encoded event values, built by the caller's thread
   std::vector<std::unique_ptr<PreparedEvent>> prepared;  // one per event when there is a hook
   size_t bytes = 0;
   CommitCallback done;
@@ -175,11 +176,51 @@ absl::Status MergedScan(
   return FromRocks(it->status(), "scanning state");
 }
 
+// The data key `id` of `ws` as `get` reads it from the state; nullopt if it was destroyed.
+absl::StatusOr<std::optional<DataKey>> ReadDataKey(
+    const internal::Keyring& keyring, uint32_t ws, uint64_t id,
+    absl::FunctionRef<absl::StatusOr<std::optional<std::string>>(std::string_view)> get) {
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> wrapped, get(internal::DataKeyKey(ws, id)));
+  if (!wrapped) return std::nullopt;
+  RAPPORT_ASSIGN_OR_RETURN(DataKey key, keyring.Unwrap(ws, id, *wrapped));
+  return key;
+}
+
+absl::Status KeyDestroyed(uint32_t ws, uint64_t id) {
+  return base::MakeError(absl::StatusCode::kNotFound, "data_key_destroyed",
+                         fmt::format("the data key {} of workspace {} was destroyed: its data was erased", id, ws));
+}
+
+// Opens personal data sealed in the state with `aad`, its key read through `get`.
+absl::StatusOr<std::string> OpenWith(
+    const internal::Keyring& keyring, uint32_t ws, std::string_view aad, std::string_view sealed,
+    absl::FunctionRef<absl::StatusOr<std::optional<std::string>>(std::string_view)> get) {
+  RAPPORT_ASSIGN_OR_RETURN(uint64_t id, EnvelopeKeyId(sealed));
+  if (id == 0) {
+    RAPPORT_ASSIGN_OR_RETURN(std::string_view plain, OpenPersonalData(sealed));
+    return std::string(plain);
+  }
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, ReadDataKey(keyring, ws, id, get));
+  if (!key) return KeyDestroyed(ws, id);
+  return OpenPersonalData(*key, aad, sealed);
+}
+
+absl::StatusOr<std::optional<std::string>> GetFrom(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                                   const rocksdb::ReadOptions& options, std::string_view key,
+                                                   std::string_view what) {
+  std::string value;
+  rocksdb::Status s = db->Get(options, cf, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  RAPPORT_RETURN_IF_ERROR(FromRocks(s, what));
+  return value;
+}
+
 // A snapshot view for readers on any thread.
 class SnapshotReader final : public StateReader {
  public:
-  SnapshotReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events)
-      : db_(db), state_(state), events_(events), snapshot_(db->GetSnapshot()) {
+  SnapshotReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events,
+                 const internal::Keyring* keyring)
+      : db_(db), state_(state), events_(events), keyring_(keyring), snapshot_(db->GetSnapshot()) {
     options_.snapshot = snapshot_;
   }
   ~SnapshotReader() override { db_->ReleaseSnapshot(snapshot_); }
@@ -197,26 +238,31 @@ class SnapshotReader final : public StateReader {
     return MergedScan(it.get(), nullptr, prefix, from, fn);
   }
   absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) override {
-    return ReadStoredEvent(db_, events_, options_, seq);
+    return ReadStoredEvent(db_, events_, options_, seq, [&](uint32_t ws, uint64_t id) {
+      return ReadDataKey(*keyring_, ws, id, [&](std::string_view k) { return Get(k); });
+    });
+  }
+  absl::StatusOr<std::string> Open(uint32_t ws, std::string_view aad, std::string_view sealed) override {
+    return OpenWith(*keyring_, ws, aad, sealed, [&](std::string_view k) { return Get(k); });
+  }
+  std::string KeyedHash(uint32_t ws, std::string_view data) const override {
+    return keyring_->KeyedHash(ws, data);
   }
 
   static absl::StatusOr<std::optional<StoredEvent>> ReadStoredEvent(
       rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events, const rocksdb::ReadOptions& options,
-      uint64_t seq) {
+      uint64_t seq, const internal::KeySource& keys) {
     const std::string key = EventKey(seq);
-    std::string value;
-    rocksdb::Status s = db->Get(options, events, key, &value);
-    if (s.IsNotFound()) return std::nullopt;
-    RAPPORT_RETURN_IF_ERROR(FromRocks(s, "reading an event"));
-    auto event = DecodeEvent(key, value);
-    if (!event) return absl::DataLossError(absl::StrCat("event ", seq, " cannot be decoded"));
-    return event;
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> value, GetFrom(db, events, options, key, "reading an event"));
+    if (!value) return std::nullopt;
+    return DecodeEvent(key, *value, keys);
   }
 
  private:
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* state_;
   rocksdb::ColumnFamilyHandle* events_;
+  const internal::Keyring* keyring_;
   const rocksdb::Snapshot* snapshot_;
   rocksdb::ReadOptions options_;
 };
@@ -241,8 +287,10 @@ using Overlay = std::map<std::string, std::optional<std::string>, std::less<>>;
 class GroupTxn final : public StateTxn {
  public:
   GroupTxn(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events,
-           internal::StateCache* cache, EarlierGroups* earlier)
-      : db_(db), state_(state), events_(events), cache_(cache), earlier_(earlier) {}
+           rocksdb::ColumnFamilyHandle* person, internal::StateCache* cache, EarlierGroups* earlier,
+           const internal::Keyring* keyring)
+      : db_(db), state_(state), events_(events), person_(person), cache_(cache), earlier_(earlier),
+        keyring_(keyring) {}
 
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
     if (auto it = overlay_.find(key); it != overlay_.end()) return it->second;
@@ -269,11 +317,77 @@ class GroupTxn final : public StateTxn {
     if (auto it = group_events_.find(seq); it != group_events_.end()) {
       const EventWrite& e = *it->second;
       auto replaced = replaced_.find(seq);
-      return StoredEvent{seq, e.workspace, e.timestamp, e.received_at,
-                         replaced != replaced_.end() ? replaced->second : e.payload};
+      auto key = group_keys_.find(seq);
+      return StoredEvent{seq, key == group_keys_.end() ? 0 : key->second, e.workspace, e.timestamp,
+                         e.received_at, replaced != replaced_.end() ? replaced->second : e.payload};
     }
+    if (auto it = event_writes_.find(seq); it != event_writes_.end() && !it->second) return std::nullopt;
     earlier_->Drain();
-    return SnapshotReader::ReadStoredEvent(db_, events_, rocksdb::ReadOptions(), seq);
+    auto keys = [&](uint32_t ws, uint64_t id) { return DataKeyOf(ws, id); };
+    if (auto it = event_writes_.find(seq); it != event_writes_.end()) {
+      RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, DecodeEvent(EventKey(seq), *it->second, keys));
+      return e;
+    }
+    return SnapshotReader::ReadStoredEvent(db_, events_, rocksdb::ReadOptions(), seq, keys);
+  }
+  absl::StatusOr<std::string> Open(uint32_t ws, std::string_view aad, std::string_view sealed) override {
+    return OpenWith(*keyring_, ws, aad, sealed, [&](std::string_view k) { return Get(k); });
+  }
+  std::string KeyedHash(uint32_t ws, std::string_view data) const override {
+    return keyring_->KeyedHash(ws, data);
+  }
+
+  absl::Status EnsureDataKey(uint32_t ws, uint64_t id) override {
+    const std::string key = internal::DataKeyKey(ws, id);
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> existing, Get(key));
+    if (existing) return absl::OkStatus();
+    if (!keyring_->has_master()) {
+      return absl::FailedPreconditionError("the store was opened without a master key: it cannot create data keys");
+    }
+    auto [data_key, wrapped] = keyring_->NewDataKey(ws, id);
+    Put(key, wrapped);
+    return absl::OkStatus();
+  }
+  void DestroyDataKey(uint32_t ws, uint64_t id) override { Delete(internal::DataKeyKey(ws, id)); }
+  absl::Status Seal(uint32_t ws, uint64_t id, std::string_view aad, std::string_view plaintext,
+                    std::string* out) override {
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(ws, id));
+    if (!key) return absl::InternalError(fmt::format("sealing with data key {} of workspace {}, which does not exist", id, ws));
+    SealPersonalData(*key, id, aad, plaintext, out);
+    return absl::OkStatus();
+  }
+  absl::Status ResealEvent(uint64_t seq, uint64_t key_id) override {
+    if (group_events_.contains(seq)) {
+      group_keys_[seq] = key_id;  // sealed when the group is written
+      return absl::OkStatus();
+    }
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, ReadEvent(seq));
+    if (!e) return absl::NotFoundError(fmt::format("there is no event {} to seal again", seq));
+    if (e->key_id == key_id) return absl::OkStatus();
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(e->workspace, key_id));
+    if (!key) return absl::InternalError(fmt::format("sealing with data key {}, which does not exist", key_id));
+    EventWrite w;
+    w.workspace = e->workspace;
+    w.timestamp = e->timestamp;
+    w.received_at = e->received_at;
+    w.payload = std::move(e->payload);
+    event_writes_.insert_or_assign(seq, internal::EventValue(w, seq, key_id, &*key));
+    return absl::OkStatus();
+  }
+  absl::Status DeleteEvent(uint64_t seq, std::string_view user_id, std::string_view anonymous_id) override {
+    if (group_events_.contains(seq)) {
+      return absl::InternalError(fmt::format("event {} cannot be deleted while it is being stored", seq));
+    }
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, ReadEvent(seq));
+    if (!e) return absl::OkStatus();
+    event_writes_.insert_or_assign(seq, std::nullopt);
+    if (!user_id.empty() && user_id.size() <= 0xFFFF) {
+      person_deletes_.push_back(PersonKey(e->workspace, IdKind::kUserId, user_id, e->timestamp, seq));
+    }
+    if (!anonymous_id.empty() && anonymous_id.size() <= 0xFFFF) {
+      person_deletes_.push_back(PersonKey(e->workspace, IdKind::kAnonymousId, anonymous_id, e->timestamp, seq));
+    }
+    return absl::OkStatus();
   }
   void Put(std::string_view key, std::string_view value) override {
     overlay_.insert_or_assign(std::string(key), std::string(value));
@@ -285,25 +399,36 @@ class GroupTxn final : public StateTxn {
 
   // An event of the group, for ReadEvent while the group is applied.
   void AddEvent(uint64_t seq, const EventWrite* event) { group_events_.emplace(seq, event); }
+  // The data key a group event is to be sealed with (0: plaintext), and its bytes.
+  void SetEventKey(uint64_t seq, uint64_t key_id) { group_keys_[seq] = key_id; }
+  absl::StatusOr<std::pair<uint64_t, std::optional<DataKey>>> EventKeyOf(uint64_t seq, uint32_t ws) {
+    auto it = group_keys_.find(seq);
+    if (it == group_keys_.end() || it->second == 0) return std::pair<uint64_t, std::optional<DataKey>>{0, std::nullopt};
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(ws, it->second));
+    if (!key) return absl::InternalError(fmt::format("event {} is to be sealed with data key {}, which does not exist", seq, it->second));
+    return std::pair<uint64_t, std::optional<DataKey>>{it->second, key};
+  }
   // Once the event's own payload is the replacement.
   void RemoveReplaced(uint64_t seq) { replaced_.erase(seq); }
   // An event the hook refused: it is not stored, and its seq goes to the next one.
   void RemoveEvent(uint64_t seq) {
     group_events_.erase(seq);
     replaced_.erase(seq);
+    group_keys_.erase(seq);
   }
   // Once the group is applied: the committer frees its events after answering their requests.
   void DropEvents() {
     group_events_.clear();
     replaced_.clear();
+    group_keys_.clear();
   }
-  bool empty() const { return overlay_.empty(); }
+  bool empty() const { return overlay_.empty() && event_writes_.empty() && person_deletes_.empty(); }
   // This group's write of `key`, as EarlierGroups::Find.
   const std::optional<std::string>* Find(std::string_view key) const {
     auto it = overlay_.find(key);
     return it == overlay_.end() ? nullptr : &it->second;
   }
-  // Adds the group's state writes to `batch`.
+  // Adds the group's state writes (and events sealed again or deleted) to `batch`.
   void WriteTo(rocksdb::WriteBatch* batch) const {
     for (const auto& [key, value] : overlay_) {
       if (value) {
@@ -312,22 +437,41 @@ class GroupTxn final : public StateTxn {
         batch->Delete(state_, key);
       }
     }
+    for (const auto& [seq, value] : event_writes_) {
+      if (value) {
+        batch->Put(events_, EventKey(seq), *value);
+      } else {
+        batch->Delete(events_, EventKey(seq));
+      }
+    }
+    for (const std::string& key : person_deletes_) batch->Delete(person_, key);
   }
   // Once the batch is written: the group's writes become the cache's committed values.
   void Committed() {
     for (auto& [key, value] : overlay_) cache_->Update(key, std::move(value));
     overlay_.clear();
+    event_writes_.clear();
+    person_deletes_.clear();
   }
 
  private:
+  absl::StatusOr<std::optional<DataKey>> DataKeyOf(uint32_t ws, uint64_t id) {
+    return ReadDataKey(*keyring_, ws, id, [&](std::string_view k) { return Get(k); });
+  }
+
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* state_;
   rocksdb::ColumnFamilyHandle* events_;
+  rocksdb::ColumnFamilyHandle* person_;
   internal::StateCache* cache_;
   EarlierGroups* earlier_;
+  const internal::Keyring* keyring_;
   Overlay overlay_;
   absl::flat_hash_map<uint64_t, const EventWrite*> group_events_;
   absl::flat_hash_map<uint64_t, std::string> replaced_;  // ReplaceEvent's, until the verdict
+  absl::flat_hash_map<uint64_t, uint64_t> group_keys_;   // group event → its data key
+  std::map<uint64_t, std::optional<std::string>> event_writes_;  // stored events: sealed again, or deleted
+  std::vector<std::string> person_deletes_;
 };
 
 // A commit group the writer has applied, on its way through the committer.
@@ -340,6 +484,8 @@ struct Applied {
     uint32_t request;
     uint32_t index;  // in the request's events
     uint64_t seq;
+    uint64_t key_id = 0;  // the data key it is sealed with (0: plaintext)
+    DataKey key = {};
   };
   std::vector<Stored> stored;
   base::Micros now = 0;  // the dedupe window starts here
@@ -375,6 +521,22 @@ struct Store::Impl final : EarlierGroups {
   std::shared_ptr<rocksdb::Cache> block_cache;
   rocksdb::DB* db = nullptr;
   rocksdb::ColumnFamilyHandle* cf[kNumCfs] = {};
+  internal::Keyring keyring;
+
+  // The data key `id` of `ws` as committed (not at a snapshot); nullopt if destroyed. With a
+  // memo for scans that meet the same keys again.
+  absl::StatusOr<std::optional<DataKey>> CommittedDataKey(
+      uint32_t ws, uint64_t id, absl::flat_hash_map<std::pair<uint32_t, uint64_t>, std::optional<DataKey>>* memo) const {
+    if (auto it = memo->find({ws, id}); it != memo->end()) return it->second;
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key,
+                             ReadDataKey(keyring, ws, id, [&](std::string_view k) {
+                               return GetFrom(db, cf[kState], rocksdb::ReadOptions(), k, "reading a data key");
+                             }));
+    if (memo->size() > 4096) memo->clear();
+    memo->emplace(std::pair{ws, id}, key);
+    return key;
+  }
+  GroupTxn NewGroupTxn() { return GroupTxn(db, cf[kState], cf[kEvents], cf[kPerson], cache.get(), this, &keyring); }
 
   base::Mutex mu;
   base::CondVar work_cv;     // the writer waits here for commits (or closing)
@@ -479,7 +641,39 @@ struct Store::Impl final : EarlierGroups {
   void BuildBatch(const Applied& a, rocksdb::WriteBatch* batch);
   void RunTask(Pending& p);
   void RegisterMetrics();
+  // Open: reads (or, for a new store, creates) the master key and checks it is this store's.
+  absl::Status LoadKeyring();
 };
+
+constexpr char kKeyCheckKey[] = "keycheck";
+
+absl::Status Store::Impl::LoadKeyring() {
+  const std::string path =
+      options.master_key_file.empty() ? options.path + "/master.key" : options.master_key_file;
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> check,
+                           GetFrom(db, cf[kMeta], rocksdb::ReadOptions(), kKeyCheckKey, "reading the master key's check"));
+  // A key is created only for a store that has none yet; one that had a key never gets another.
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> master, internal::LoadMasterKey(path, !check && !options.read_only));
+  if (!master) {
+    if (!check) return absl::OkStatus();  // read-only, and nothing was ever sealed
+    return base::MakeError(absl::StatusCode::kFailedPrecondition, "master_key_missing",
+                           fmt::format("the store at {} holds data encrypted with a master key, and there is no "
+                                       "key file at {} (--master-key-file): restore it from where it is kept",
+                                       options.path, path));
+  }
+  keyring = internal::Keyring(*master);
+  if (!check) {
+    if (options.read_only) return absl::OkStatus();
+    return WriteSmall(kMeta, {{kKeyCheckKey, keyring.Check()}}, /*sync=*/true, "writing the master key's check");
+  }
+  if (*check != keyring.Check()) {
+    keyring = internal::Keyring();
+    return base::MakeError(absl::StatusCode::kFailedPrecondition, "master_key_mismatch",
+                           fmt::format("the master key in {} is not the one the store at {} was written with",
+                                       path, options.path));
+  }
+  return absl::OkStatus();
+}
 
 // Groups applied ahead of the committer: enough to keep it busy while the writer works.
 constexpr size_t kMaxInFlight = 2;
@@ -550,7 +744,7 @@ void Store::Impl::RunTask(Pending& p) {
     base::MutexLock lock(&mu);
     status = latched;
   }
-  GroupTxn txn(db, cf[kState], cf[kEvents], cache.get(), this);
+  GroupTxn txn = NewGroupTxn();
   if (status.ok()) status = std::move(p.task)(txn);
   if (status.ok() && !txn.empty()) {
     rocksdb::WriteBatch batch;
@@ -580,7 +774,7 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
   Applied& a = *applied;
   a.group = std::move(group);
   a.results.resize(a.group.size());
-  a.txn = std::make_unique<GroupTxn>(db, cf[kState], cf[kEvents], cache.get(), this);
+  a.txn = std::make_unique<GroupTxn>(NewGroupTxn());
   uint64_t seq = next_seq;
   if (status.ok()) {
     const base::Micros now = options.clock->Now();
@@ -628,11 +822,11 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
             // Stored in its reduced form: the group's readers and the batch see that one.
             a.txn->RemoveReplaced(s);
             p.events[i].payload = std::move(verdict->stored_instead);
-            p.values[i] = EventValue(p.events[i]);
             a.results[r].push_back({WriteOutcome::kRefused, s, std::move(verdict->refused)});
           } else {
             a.results[r].push_back({WriteOutcome::kStored, s});
           }
+          a.txn->SetEventKey(s, verdict->seal_key);
         } else {
           a.results[r].push_back({WriteOutcome::kStored, s});
         }
@@ -640,6 +834,18 @@ void Store::Impl::ApplyGroup(std::vector<Pending> group) {
         a.stored.push_back({static_cast<uint32_t>(r), static_cast<uint32_t>(i), s});
         a.seen.emplace(std::move(dkey), s);
       }
+    }
+    // The keys are known once the whole group is applied (a rebuild may seal an event of the
+    // group with another profile's key).
+    for (Applied::Stored& st : a.stored) {
+      if (!status.ok()) break;
+      auto key = a.txn->EventKeyOf(st.seq, a.group[st.request].events[st.index].workspace);
+      if (!key.ok()) {
+        status = key.status();
+        break;
+      }
+      st.key_id = key->first;
+      if (key->second) st.key = *key->second;
     }
   }
   if (options.hook) options.hook->AfterGroup(status.ok());
@@ -672,7 +878,7 @@ void Store::Impl::BuildBatch(const Applied& a, rocksdb::WriteBatch* batch) {
   for (const Applied::Stored& s : a.stored) {
     const Pending& p = a.group[s.request];
     const EventWrite& e = p.events[s.index];
-    batch->Put(cf[kEvents], EventKey(s.seq), p.values[s.index]);
+    batch->Put(cf[kEvents], EventKey(s.seq), EventValue(e, s.seq, s.key_id, s.key_id ? &s.key : nullptr));
     if (!e.user_id.empty()) {
       batch->Put(cf[kPerson], PersonKey(e.workspace, IdKind::kUserId, e.user_id, e.timestamp, s.seq),
                  kIndexValue);
@@ -963,6 +1169,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
         ", which this build (format ", kFormatVersion, ") cannot read"));
   }
 
+  RAPPORT_RETURN_IF_ERROR(st.LoadKeyring());
+
   std::unique_ptr<rocksdb::Iterator> it(st.db->NewIterator(rocksdb::ReadOptions(), st.cf[kEvents]));
   it->SeekToLast();
   if (it->Valid() && it->key().size() == 8) {
@@ -1028,11 +1236,9 @@ absl::Status Store::Impl::Enqueue(std::vector<EventWrite> events, CommitCallback
     return absl::FailedPreconditionError("the store was opened read-only");
   }
   Pending p;
-  p.values.reserve(events.size());
   for (const EventWrite& e : events) {
     RAPPORT_DCHECK(!e.message_id.empty());
-    p.values.push_back(EventValue(e));
-    p.bytes += p.values.back().size();
+    p.bytes += internal::kEventHeader + 2 + e.payload.size();
     if (st.options.hook) {
       RAPPORT_ASSIGN_OR_RETURN(std::unique_ptr<PreparedEvent> prepared, st.options.hook->Prepare(e));
       p.prepared.push_back(std::move(prepared));
@@ -1094,7 +1300,7 @@ absl::Status Store::RunExclusiveAndWait(StateTask task) {
 }
 
 std::unique_ptr<StateReader> Store::NewStateReader() const {
-  return std::make_unique<SnapshotReader>(impl_->db, impl_->cf[kState], impl_->cf[kEvents]);
+  return std::make_unique<SnapshotReader>(impl_->db, impl_->cf[kState], impl_->cf[kEvents], &impl_->keyring);
 }
 
 absl::StatusOr<std::vector<EventResult>> Store::CommitEventsAndWait(std::vector<EventWrite> events) {
@@ -1146,11 +1352,15 @@ absl::StatusOr<EventPage> Store::ReadPersonEvents(uint32_t workspace, IdKind kin
   std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), st.cf[kEvents]);
   std::vector<std::string> values;
   std::vector<rocksdb::Status> statuses = st.db->MultiGet(ro, cfs, slices, &values);
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, std::optional<DataKey>> memo;
   for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;  // erased since the index was read
     RAPPORT_RETURN_IF_ERROR(FromRocks(statuses[i], "reading an event"));
-    auto event = DecodeEvent(keys[i], values[i]);
-    if (!event) return absl::DataLossError(absl::StrCat("event ", seqs[i], " cannot be decoded"));
-    page.events.push_back(std::move(*event));
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> event,
+                             DecodeEvent(keys[i], values[i], [&](uint32_t ws, uint64_t id) {
+                               return st.CommittedDataKey(ws, id, &memo);
+                             }));
+    if (event) page.events.push_back(*std::move(event));
   }
   if (more) page.next_cursor = base::EncodeCursor(last_suffix);
   return page;
@@ -1161,10 +1371,13 @@ absl::Status Store::ScanEvents(uint64_t from_seq,
   const Impl& st = *impl_;
   std::unique_ptr<rocksdb::Iterator> it(
       st.db->NewIterator(rocksdb::ReadOptions(), st.cf[kEvents]));
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, std::optional<DataKey>> memo;
   for (it->Seek(EventKey(from_seq)); it->Valid(); it->Next()) {
-    auto event = DecodeEvent(std::string_view(it->key().data(), it->key().size()),
-                             std::string_view(it->value().data(), it->value().size()));
-    if (!event) return absl::DataLossError("an event in the store cannot be decoded");
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> event,
+                             DecodeEvent(std::string_view(it->key().data(), it->key().size()),
+                                         std::string_view(it->value().data(), it->value().size()),
+                                         [&](uint32_t ws, uint64_t id) { return st.CommittedDataKey(ws, id, &memo); }));
+    if (!event) continue;  // erased
     if (!fn(*event)) break;
   }
   return FromRocks(it->status(), "scanning events");
@@ -1227,6 +1440,28 @@ absl::Status Store::SyncLog() {
 absl::Status Store::health() const {
   base::MutexLock lock(&impl_->mu);
   return impl_->latched;
+}
+
+absl::Status Store::Purge(uint32_t ws, const std::vector<uint64_t>& destroyed_keys) {
+  Impl& st = *impl_;
+  if (st.options.read_only) return absl::FailedPreconditionError("the store was opened read-only");
+  // Every memtable to a table file: the write-ahead logs that held the keys are then obsolete,
+  // and RocksDB deletes them (none are kept: WAL_ttl_seconds and WAL_size_limit_MB are 0).
+  std::vector<rocksdb::ColumnFamilyHandle*> all;
+  for (auto* handle : st.cf) {
+    if (handle) all.push_back(handle);
+  }
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  RAPPORT_RETURN_IF_ERROR(FromRocks(st.db->Flush(flush, all), "flushing after an erasure"));
+  // The table files that held them are rewritten without them (the tombstones meet the keys).
+  if (destroyed_keys.empty()) return absl::OkStatus();
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  const auto [lo, hi] = std::minmax_element(destroyed_keys.begin(), destroyed_keys.end());
+  const std::string first = internal::DataKeyKey(ws, *lo), last = internal::DataKeyKey(ws, *hi);
+  const rocksdb::Slice begin(first), end(last);
+  return FromRocks(st.db->CompactRange(compact, st.cf[kState], &begin, &end), "compacting after an erasure");
 }
 
 absl::Status Store::CompactAll() {

@@ -65,6 +65,10 @@ struct StoreOptions {
   // blocks too (so memory does not grow with the store). Default 128 MiB (the operating
   // system's page cache keeps the compressed table files besides).
   size_t block_cache_bytes = size_t{128} << 20;
+  // The file holding the master key (64 hex digits) that wraps the profiles' data keys; "" =
+  // `<path>/master.key`. A new store creates it (mode 0600) with a random key. A store whose data
+  // is encrypted refuses to open without it, or with another key (docs/operations.md#master-key).
+  std::string master_key_file;
   // Opens without the store's lock and without writing: for `rapport export` next to a running
   // server. Commits fail with FailedPrecondition.
   bool read_only = false;
@@ -110,6 +114,7 @@ struct EventResult {
 
 struct StoredEvent {
   uint64_t seq = 0;
+  uint64_t key_id = 0;  // the data key its payload is sealed with; 0: stored in plaintext
   uint32_t workspace = 0;
   base::Micros timestamp = 0;
   base::Micros received_at = 0;
@@ -132,8 +137,15 @@ class StateReader {
   virtual absl::Status Scan(
       std::string_view prefix, std::string_view from,
       absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) = 0;
-  // The event stored under `seq`; nullopt if there is none.
+  // The event stored under `seq`; nullopt if there is none (or its data key was destroyed).
   virtual absl::StatusOr<std::optional<StoredEvent>> ReadEvent(uint64_t seq) = 0;
+
+  // Personal data in the state, sealed by StateTxn::Seal with the same `aad`: its plaintext.
+  // NotFound (code data_key_destroyed) when its data key was destroyed.
+  virtual absl::StatusOr<std::string> Open(uint32_t ws, std::string_view aad, std::string_view sealed) = 0;
+  // A 32-byte keyed hash of `data`, with a key of workspace `ws` derived from the master key:
+  // to look identifiers up without storing them (the suppression list).
+  virtual std::string KeyedHash(uint32_t ws, std::string_view data) const = 0;
 };
 
 // Read-modify-write access for the writer thread: reads see the writes made earlier in the same
@@ -145,6 +157,22 @@ class StateTxn : public StateReader {
   // For CommitHook::Apply refusing the event `seq` with Verdict::stored_instead: from now on
   // ReadEvent(seq) in this group returns `payload`, as will be stored. Other callers: no effect.
   virtual void ReplaceEvent(uint64_t seq, std::string payload) = 0;
+
+  // --- Data keys (docs/formats/store.md#data-keys): one per profile, id = the profile's id.
+  // Creates the data key `id` of `ws` unless it exists.
+  virtual absl::Status EnsureDataKey(uint32_t ws, uint64_t id) = 0;
+  // Destroys it: what it sealed can no longer be read, here or in any copy, once the commit is
+  // written and Store::Purge has run.
+  virtual void DestroyDataKey(uint32_t ws, uint64_t id) = 0;
+  // Appends `plaintext` sealed with data key `id` of `ws` (which must exist) to `out`.
+  virtual absl::Status Seal(uint32_t ws, uint64_t id, std::string_view aad, std::string_view plaintext,
+                            std::string* out) = 0;
+  // Seals the stored event `seq` again with data key `key_id` (its bytes change, not its payload).
+  // NotFound if there is no such event.
+  virtual absl::Status ResealEvent(uint64_t seq, uint64_t key_id) = 0;
+  // Deletes the stored event `seq` and its person-index entries under `user_id` and
+  // `anonymous_id` (as sent; "" for none).
+  virtual absl::Status DeleteEvent(uint64_t seq, std::string_view user_id, std::string_view anonymous_id) = 0;
 };
 
 // What a CommitHook computes from an event alone, before the event reaches the writer.
@@ -165,6 +193,8 @@ struct Verdict {
   // nothing. The hook's state writes for the event must match it (StateTxn::ReplaceEvent shows
   // it to the group's readers while the hook works).
   std::string stored_instead;
+  // The data key (StateTxn::EnsureDataKey) the stored payload is sealed with; 0: plaintext.
+  uint64_t seal_key = 0;
 };
 
 // The stages after collect, applied to every newly stored event in the same WriteBatch, so that
@@ -266,6 +296,12 @@ class Store {
 
   // Compacts every column family (runs the dedupe expiry filter). For tests and maintenance.
   absl::Status CompactAll();
+
+  // After data keys were destroyed (StateTxn::DestroyDataKey) and the commit written: removes
+  // every copy of them from the disk, so that what they sealed is unreadable in the write-ahead
+  // log and in old table files. Flushes every memtable (the logs that hold the keys are then
+  // deleted) and compacts the keys' range. Takes up to about a second on a large store.
+  absl::Status Purge(uint32_t ws, const std::vector<uint64_t>& destroyed_keys);
 
   // Stops accepting commits, finishes those queued, syncs and closes the database. Idempotent.
   void Close();

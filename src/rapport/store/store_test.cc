@@ -333,9 +333,28 @@ TEST(Envelope, RefusesKindsItDoesNotKnow) {
   std::string sealed;
   SealPersonalData("secret", &sealed);
   EXPECT_EQ(*OpenPersonalData(sealed), "secret");
-  sealed[1] = 1;
+  EXPECT_EQ(*EnvelopeKeyId(sealed), 0u);
+  sealed[1] = 2;
   EXPECT_EQ(OpenPersonalData(sealed).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE(OpenPersonalData("\x01").ok());
+}
+
+TEST(Envelope, SealsWithADataKey) {
+  DataKey key, other;
+  key.fill(1);
+  other.fill(2);
+  std::string a, b;
+  SealPersonalData(key, 77, "where", "alice@example.com", &a);
+  SealPersonalData(key, 77, "where", "alice@example.com", &b);
+  EXPECT_NE(a, b);  // a fresh nonce each time
+  EXPECT_EQ(a.find("alice"), std::string::npos);
+  EXPECT_EQ(*EnvelopeKeyId(a), 77u);
+  EXPECT_EQ(*OpenPersonalData(key, "where", a), "alice@example.com");
+  EXPECT_EQ(OpenPersonalData(other, "where", a).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(OpenPersonalData(key, "elsewhere", a).status().code(), absl::StatusCode::kDataLoss);
+  // Without its key it cannot be taken for plaintext.
+  EXPECT_EQ(OpenPersonalData(a).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(OpenPersonalData(key, "where", a.substr(0, 20)).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(Store, IntervalSyncCommitsPromptly) {

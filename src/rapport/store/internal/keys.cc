@@ -11,27 +11,53 @@ std::string EventKey(uint64_t seq) {
   return k;
 }
 
-std::string EventValue(const EventWrite& e) {
+std::string EventValue(const EventWrite& e, uint64_t seq, uint64_t key_id, const DataKey* key) {
   std::string v;
-  v.reserve(1 + 4 + 8 + 8 + 2 + e.payload.size());
+  v.reserve(kEventHeader + 2 + 32 + 16 + e.payload.size());
   v.push_back(kValueVersion);
   PutU32(&v, e.workspace);
   PutU64(&v, OrderedTime(e.timestamp));
   PutU64(&v, OrderedTime(e.received_at));
-  SealPersonalData(e.payload, &v);
+  if (key) {
+    SealPersonalData(*key, key_id, EventAad(seq, v), e.payload, &v);
+  } else {
+    SealPersonalData(e.payload, &v);
+  }
   return v;
 }
 
-std::optional<StoredEvent> DecodeEvent(std::string_view key, std::string_view value) {
-  if (key.size() != 8 || value.size() < 21 || value[0] != kValueVersion) return std::nullopt;
-  auto payload = OpenPersonalData(value.substr(21));
-  if (!payload.ok()) return std::nullopt;
+std::string EventAad(uint64_t seq, std::string_view value) {
+  std::string aad = EventKey(seq);
+  aad.append(value.substr(0, kEventHeader));
+  return aad;
+}
+
+absl::StatusOr<std::optional<StoredEvent>> DecodeEvent(std::string_view key, std::string_view value,
+                                                       const KeySource& keys) {
+  if (key.size() != 8 || value.size() < kEventHeader || value[0] != kValueVersion) {
+    return absl::DataLossError("an event in the store cannot be decoded");
+  }
   StoredEvent e;
   e.seq = GetU64(key);
   e.workspace = GetU32(value.substr(1));
   e.timestamp = FromOrderedTime(GetU64(value.substr(5)));
   e.received_at = FromOrderedTime(GetU64(value.substr(13)));
-  e.payload = std::string(*payload);
+  const std::string_view sealed = value.substr(kEventHeader);
+  absl::StatusOr<uint64_t> key_id = EnvelopeKeyId(sealed);
+  if (!key_id.ok()) return key_id.status();
+  e.key_id = *key_id;
+  if (e.key_id == 0) {
+    absl::StatusOr<std::string_view> plain = OpenPersonalData(sealed);
+    if (!plain.ok()) return plain.status();
+    e.payload = std::string(*plain);
+    return e;
+  }
+  absl::StatusOr<std::optional<DataKey>> data_key = keys(e.workspace, e.key_id);
+  if (!data_key.ok()) return data_key.status();
+  if (!*data_key) return std::nullopt;  // erased
+  absl::StatusOr<std::string> payload = OpenPersonalData(**data_key, EventAad(e.seq, value), sealed);
+  if (!payload.ok()) return payload.status();
+  e.payload = *std::move(payload);
   return e;
 }
 

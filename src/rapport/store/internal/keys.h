@@ -10,6 +10,9 @@
 
 #include "rapport/base/endian.h"
 #include "rapport/base/time.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "rapport/store/envelope.h"
 #include "rapport/store/store.h"
 
 namespace rapport::store::internal {
@@ -28,9 +31,17 @@ inline base::Micros FromOrderedTime(uint64_t v) { return static_cast<base::Micro
 
 // events: seq(8)
 std::string EventKey(uint64_t seq);
-// events value: version(1) workspace(4) timestamp(8) received_at(8) envelope(...)
-std::string EventValue(const EventWrite& e);
-std::optional<StoredEvent> DecodeEvent(std::string_view key, std::string_view value);
+// events value: version(1) workspace(4) timestamp(8) received_at(8) envelope(...). The payload
+// is sealed with `key` (data key `key_id`) when given, bound to the seq and the header.
+inline constexpr size_t kEventHeader = 21;
+std::string EventValue(const EventWrite& e, uint64_t seq, uint64_t key_id, const DataKey* key);
+// The associated data of the event `seq` whose value (or its header) is `value`.
+std::string EventAad(uint64_t seq, std::string_view value);
+// The data key `key_id` of a workspace; nullopt if it was destroyed.
+using KeySource = absl::FunctionRef<absl::StatusOr<std::optional<DataKey>>(uint32_t ws, uint64_t key_id)>;
+// The event; nullopt when its data key was destroyed (it was erased).
+absl::StatusOr<std::optional<StoredEvent>> DecodeEvent(std::string_view key, std::string_view value,
+                                                       const KeySource& keys);
 
 // person: workspace(4) kind(1) id_len(2) id timestamp(8) seq(8)
 std::string PersonPrefix(uint32_t workspace, IdKind kind, std::string_view id);
