@@ -40,6 +40,13 @@ let counter = 0;
 const unique = (prefix) => `${prefix}${++counter}`;
 let clockAt = Date.parse('2026-03-01T00:00:00Z');
 
+// A new person of workspace A (to erase): their profile id.
+async function newPerson() {
+  const user = unique('erasable-');
+  await call('POST', '/v1/track', { basicKey: A.writeKey, body: track(user) });
+  return (await call('GET', `/api/v1/profiles/lookup?user_id=${user}`, { bearer: A.admin })).json.id;
+}
+
 // For each route name: the request to make, built fresh for every call (so calls that change
 // something, like revoking a key, each have their own target).
 const SAMPLES = {
@@ -67,6 +74,12 @@ const SAMPLES = {
     return { params: { id: p.json.id }, body: { type: 'anonymous_id', value: `${user}-a` } };
   },
   profile_export: () => ({ params: { id: A.profile } }),
+  profile_erase: async () => ({ params: { id: await newPerson() } }),
+  suppressions: () => ({}),
+  suppression_lift: async () => {
+    const erased = await call('DELETE', `/api/v1/profiles/${await newPerson()}`, { bearer: A.admin });
+    return { params: { hash: erased.json.suppressed[0].hash } };
+  },
   profile_consent: () => ({ params: { id: A.profile } }),
   profile_consent_put: () => ({ params: { id: A.profile }, body: { purposes: { marketing: 'granted' } } }),
   computed_traits: () => ({}),

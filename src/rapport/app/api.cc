@@ -810,6 +810,10 @@ std::vector<ApiRoute> ApiRoutes(const Services& s) {
   add(Method::kGet, "/api/v1/profiles/{id}/events", "profile_events", Scope("profiles:read"), kPersonal, GetTimeline);
   add(Method::kPost, "/api/v1/profiles/{id}/split", "profile_split", Scope("profiles:write"), false, SplitProfile);
   add(Method::kGet, "/api/v1/profiles/{id}/export", "profile_export", Scope("gdpr"), kPersonal, ExportProfile);
+  add(Method::kDelete, "/api/v1/profiles/{id}", "profile_erase", Scope("gdpr"), false, internal::EraseProfile);
+  add(Method::kGet, "/api/v1/suppressions", "suppressions", Scope("admin"), false, internal::ListSuppressions);
+  add(Method::kDelete, "/api/v1/suppressions/{hash}", "suppression_lift", Scope("admin"), false,
+      internal::LiftSuppression);
   add(Method::kGet, "/api/v1/profiles/{id}/consent", "profile_consent", Scope("consent"), kPersonal,
       internal::GetConsent);
   add(Method::kPut, "/api/v1/profiles/{id}/consent", "profile_consent_put", Scope("consent"), kPersonal,

@@ -3,8 +3,10 @@
 //   workspace create  create a workspace and print its keys (store not in use by a server)
 //   export            write stored events as JSON lines, in arrival order (server may run)
 //   import            store JSON lines from export, idempotently (store not in use by a server)
+//   compact           compact the store (store not in use by a server)
 //   backfill          apply a definitions file and run backfill jobs with a progress bar
 //                     (store not in use by a server)
+#include <cstdlib>
 #include <pthread.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -45,9 +47,18 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// The master key's file: `flag` if given, else $RAPPORT_MASTER_KEY_FILE, else "" (the store's
+// default, <data>/master.key; docs/operations.md#master-key).
+std::string MasterKeyFile(const std::string& flag = {}) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("RAPPORT_MASTER_KEY_FILE");
+  return env ? env : "";
+}
+
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& data, bool read_only,
                                                         store::CommitHook* hook = nullptr) {
   store::StoreOptions options;
+  options.master_key_file = MasterKeyFile();
   options.hook = hook;
   options.path = data;
   options.read_only = read_only;
@@ -120,6 +131,7 @@ struct ServeFlags {
   int header_timeout_ms = 15000;
   int body_timeout_ms = 30000;
   size_t max_body_kb = 500;
+  std::string master_key_file;
 };
 
 // Saves the demo keys for ./scripts/run, readable by the owner only from the first byte.
@@ -180,6 +192,7 @@ int Serve(const ServeFlags& flags) {
   profile::Engine profiles({.metrics = &metrics, .clock = clock});
   store::StoreOptions store_options;
   store_options.path = flags.data;
+  store_options.master_key_file = MasterKeyFile(flags.master_key_file);
   store_options.sync = *sync;
   store_options.metrics = &metrics;
   store_options.dedupe_window = flags.dedupe_days * base::kMicrosPerDay;
@@ -288,6 +301,18 @@ int CreateWorkspace(const std::string& data, const std::string& name, bool as_js
                 created->workspace.name.c_str(), created->write_key.c_str(),
                 created->secret_key.c_str());
   }
+  return 0;
+}
+
+// Compacts every column family: what was deleted (erased people's index entries, expired
+// deduplication records) leaves the table files.
+int Compact(const std::string& data) {
+  auto store = OpenStore(data, /*read_only=*/false);
+  if (!store.ok()) return Fail(store.status());
+  std::fprintf(stderr, "compacting %s ...\n", data.c_str());
+  if (absl::Status st = (*store)->CompactAll(); !st.ok()) return Fail(st);
+  (*store)->Close();
+  std::fprintf(stderr, "done\n");
   return 0;
 }
 
@@ -465,6 +490,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on; port 0 picks one")
       ->capture_default_str();
   serve_cmd->add_option("--data", serve.data, "Store directory")->capture_default_str();
+  serve_cmd->add_option("--master-key-file", serve.master_key_file,
+                        "File of the master key that wraps the data keys (default: $RAPPORT_MASTER_KEY_FILE, "
+                        "else <data>/master.key, created with a new store)");
   serve_cmd->add_option("--sync", serve.sync,
                         "always: fsync before every 200 (group commit); interval:<ms>: fsync every "
                         "<ms>, a power loss may lose that window")
@@ -533,6 +561,9 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--workspace", workspace,
                          "Workspace for every line (required for bare event lines)");
 
+  auto* compact_cmd = cli.add_subcommand("compact", "Compact the store: deleted data leaves its files (server stopped)");
+  compact_cmd->add_option("--data", data, "Store directory")->capture_default_str();
+
   std::string definitions;
   std::vector<std::string> computed, segments;
   auto* backfill_cmd = cli.add_subcommand(
@@ -563,6 +594,7 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return Serve(serve);
   if (create_cmd->parsed()) return CreateWorkspace(data, name, as_json, operator_key);
   if (export_cmd->parsed()) return Export(data, since, workspace);
+  if (compact_cmd->parsed()) return Compact(data);
   if (import_cmd->parsed()) return Import(data, file, workspace);
   if (backfill_cmd->parsed()) return Backfill(data, definitions, workspace, computed, segments);
   return 1;

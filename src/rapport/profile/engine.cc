@@ -1218,14 +1218,16 @@ absl::Status Engine::Run::Erase(ProfileRecord& p, Erasure* out) {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, txn_.ReadEvent(entry->seq));
     if (!event) continue;
     // Its person-index entries are under the userId and anonymousId as sent.
-    std::string user_id, anonymous_id;
+    std::string user_id, anonymous_id, message_id;
     if (auto facts = wire::ReadEventFacts(event->payload); facts.ok()) {
+      message_id = facts->message_id;
       for (const wire::RawIdentifier& raw : facts->identifiers) {
         if (raw.source == "userId") user_id = raw.value;
         if (raw.source == "anonymousId") anonymous_id = raw.value;
       }
     }
-    RAPPORT_RETURN_IF_ERROR(txn_.DeleteEvent(entry->seq, user_id, anonymous_id));
+    // Its deduplication record goes too: sent again, it is refused by the suppression list.
+    RAPPORT_RETURN_IF_ERROR(txn_.DeleteEvent(entry->seq, message_id, user_id, anonymous_id));
     ++out->events;
   }
   // Computed traits and memberships (and the segments' counts).

@@ -287,9 +287,9 @@ using Overlay = std::map<std::string, std::optional<std::string>, std::less<>>;
 class GroupTxn final : public StateTxn {
  public:
   GroupTxn(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* state, rocksdb::ColumnFamilyHandle* events,
-           rocksdb::ColumnFamilyHandle* person, internal::StateCache* cache, EarlierGroups* earlier,
-           const internal::Keyring* keyring)
-      : db_(db), state_(state), events_(events), person_(person), cache_(cache), earlier_(earlier),
+           rocksdb::ColumnFamilyHandle* person, rocksdb::ColumnFamilyHandle* dedupe, internal::StateCache* cache,
+           EarlierGroups* earlier, const internal::Keyring* keyring)
+      : db_(db), state_(state), events_(events), person_(person), dedupe_(dedupe), cache_(cache), earlier_(earlier),
         keyring_(keyring) {}
 
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key) override {
@@ -374,13 +374,15 @@ class GroupTxn final : public StateTxn {
     event_writes_.insert_or_assign(seq, internal::EventValue(w, seq, key_id, &*key));
     return absl::OkStatus();
   }
-  absl::Status DeleteEvent(uint64_t seq, std::string_view user_id, std::string_view anonymous_id) override {
+  absl::Status DeleteEvent(uint64_t seq, std::string_view message_id, std::string_view user_id,
+                           std::string_view anonymous_id) override {
     if (group_events_.contains(seq)) {
       return absl::InternalError(fmt::format("event {} cannot be deleted while it is being stored", seq));
     }
     RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, ReadEvent(seq));
     if (!e) return absl::OkStatus();
     event_writes_.insert_or_assign(seq, std::nullopt);
+    if (!message_id.empty()) dedupe_deletes_.push_back(DedupeKey(e->workspace, message_id));
     if (!user_id.empty() && user_id.size() <= 0xFFFF) {
       person_deletes_.push_back(PersonKey(e->workspace, IdKind::kUserId, user_id, e->timestamp, seq));
     }
@@ -422,7 +424,9 @@ class GroupTxn final : public StateTxn {
     replaced_.clear();
     group_keys_.clear();
   }
-  bool empty() const { return overlay_.empty() && event_writes_.empty() && person_deletes_.empty(); }
+  bool empty() const {
+    return overlay_.empty() && event_writes_.empty() && person_deletes_.empty() && dedupe_deletes_.empty();
+  }
   // This group's write of `key`, as EarlierGroups::Find.
   const std::optional<std::string>* Find(std::string_view key) const {
     auto it = overlay_.find(key);
@@ -445,6 +449,7 @@ class GroupTxn final : public StateTxn {
       }
     }
     for (const std::string& key : person_deletes_) batch->Delete(person_, key);
+    for (const std::string& key : dedupe_deletes_) batch->Delete(dedupe_, key);
   }
   // Once the batch is written: the group's writes become the cache's committed values.
   void Committed() {
@@ -452,6 +457,7 @@ class GroupTxn final : public StateTxn {
     overlay_.clear();
     event_writes_.clear();
     person_deletes_.clear();
+    dedupe_deletes_.clear();
   }
 
  private:
@@ -463,6 +469,7 @@ class GroupTxn final : public StateTxn {
   rocksdb::ColumnFamilyHandle* state_;
   rocksdb::ColumnFamilyHandle* events_;
   rocksdb::ColumnFamilyHandle* person_;
+  rocksdb::ColumnFamilyHandle* dedupe_;
   internal::StateCache* cache_;
   EarlierGroups* earlier_;
   const internal::Keyring* keyring_;
@@ -472,6 +479,7 @@ class GroupTxn final : public StateTxn {
   absl::flat_hash_map<uint64_t, uint64_t> group_keys_;   // group event → its data key
   std::map<uint64_t, std::optional<std::string>> event_writes_;  // stored events: sealed again, or deleted
   std::vector<std::string> person_deletes_;
+  std::vector<std::string> dedupe_deletes_;
 };
 
 // A commit group the writer has applied, on its way through the committer.
@@ -536,7 +544,7 @@ struct Store::Impl final : EarlierGroups {
     memo->emplace(std::pair{ws, id}, key);
     return key;
   }
-  GroupTxn NewGroupTxn() { return GroupTxn(db, cf[kState], cf[kEvents], cf[kPerson], cache.get(), this, &keyring); }
+  GroupTxn NewGroupTxn() { return GroupTxn(db, cf[kState], cf[kEvents], cf[kPerson], cf[kDedupe], cache.get(), this, &keyring); }
 
   base::Mutex mu;
   base::CondVar work_cv;     // the writer waits here for commits (or closing)

@@ -170,9 +170,10 @@ class StateTxn : public StateReader {
   // Seals the stored event `seq` again with data key `key_id` (its bytes change, not its payload).
   // NotFound if there is no such event.
   virtual absl::Status ResealEvent(uint64_t seq, uint64_t key_id) = 0;
-  // Deletes the stored event `seq` and its person-index entries under `user_id` and
-  // `anonymous_id` (as sent; "" for none).
-  virtual absl::Status DeleteEvent(uint64_t seq, std::string_view user_id, std::string_view anonymous_id) = 0;
+  // Deletes the stored event `seq`, its deduplication record (under `message_id`) and its
+  // person-index entries under `user_id` and `anonymous_id` (as sent; "" for none).
+  virtual absl::Status DeleteEvent(uint64_t seq, std::string_view message_id, std::string_view user_id,
+                                   std::string_view anonymous_id) = 0;
 };
 
 // What a CommitHook computes from an event alone, before the event reaches the writer.

@@ -53,6 +53,11 @@ void RevokeKey(const Services& s, const Caller& key, http::Request&& req, http::
 void ListAudit(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
 void WhoAmI(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
 
+// GDPR's routes (gdpr_api.cc): erasure and the suppression list.
+void EraseProfile(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
+void ListSuppressions(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
+void LiftSuppression(const Services& s, const Caller& key, http::Request&& req, http::Responder&& respond);
+
 }  // namespace rapport::app::internal
 
 #endif  // RAPPORT_APP_INTERNAL_HANDLERS_H_
