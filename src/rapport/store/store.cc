@@ -55,10 +55,11 @@ using internal::PersonKey;
 using internal::PersonPrefix;
 
 constexpr char kFormatKey[] = "format";
-// 2: derived-state records of format 2 (docs/formats/store.md). A format-1 store is opened and
-// marked 2, since a format-1 build cannot read what this one writes.
-constexpr char kFormatVersion[] = "2";
-constexpr char kPreviousFormatVersion[] = "1";
+// 3: sealed profile and derived-state records (docs/formats/store.md). 2: derived-state records
+// of format 2. An older store is opened and marked 3, since an older build cannot read what
+// this one writes.
+constexpr char kFormatVersion[] = "3";
+constexpr const char* kPreviousFormatVersions[] = {"1", "2"};
 constexpr size_t kMaxGroupRequests = 1024;
 constexpr size_t kMaxGroupBytes = size_t{32} << 20;
 const std::string kIndexValue(1, internal::kValueVersion);
@@ -1169,7 +1170,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     RAPPORT_RETURN_IF_ERROR(store->WriteMeta({{kFormatKey, kFormatVersion}}));
   } else if (!s.ok() && !s.IsNotFound()) {
     return FromRocks(s, "reading the store's format version");
-  } else if (s.ok() && format == kPreviousFormatVersion) {
+  } else if (s.ok() && std::find(std::begin(kPreviousFormatVersions), std::end(kPreviousFormatVersions), format) !=
+                            std::end(kPreviousFormatVersions)) {
     if (!options.read_only) RAPPORT_RETURN_IF_ERROR(store->WriteMeta({{kFormatKey, kFormatVersion}}));
   } else if (s.ok() && format != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(

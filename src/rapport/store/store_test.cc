@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <map>
@@ -13,6 +14,8 @@
 #include <rocksdb/db.h>
 
 #include "absl/strings/str_cat.h"
+#include "rapport/base/error.h"
+#include "rapport/base/status.h"
 #include "rapport/store/envelope.h"
 
 namespace rapport::store {
@@ -85,15 +88,17 @@ std::string Format(const std::string& path) {
   return format;
 }
 
-TEST(Store, OpensAFormatOneStoreAsTwoAndRefusesUnknownFormats) {
+TEST(Store, OpensOlderFormatsAsThreeAndRefusesUnknownFormats) {
   TempDir dir;
   OpenStore(dir.path()).reset();
-  EXPECT_EQ(Format(dir.path()), "2");
-  // A store written before derived records had format 2: opened, and marked so that a
-  // format-1 build refuses it rather than misread the records this build writes.
-  SetFormat(dir.path(), "1");
-  OpenStore(dir.path()).reset();
-  EXPECT_EQ(Format(dir.path()), "2");
+  EXPECT_EQ(Format(dir.path()), "3");
+  // A store written before derived records had format 2, or before sealed records: opened, and
+  // marked so that an older build refuses it rather than misread the records this build writes.
+  for (const char* older : {"1", "2"}) {
+    SetFormat(dir.path(), older);
+    OpenStore(dir.path()).reset();
+    EXPECT_EQ(Format(dir.path()), "3");
+  }
   SetFormat(dir.path(), "7");
   StoreOptions options;
   options.path = dir.path();
@@ -101,6 +106,63 @@ TEST(Store, OpensAFormatOneStoreAsTwoAndRefusesUnknownFormats) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("format version 7"), std::string::npos) << refused.status();
+}
+
+TEST(Store, KeepsToTheMasterKeyItWasWrittenWith) {
+  TempDir dir;
+  OpenStore(dir.path()).reset();  // a new store makes its key
+  const std::string key_file = dir.path() + "/master.key";
+  ASSERT_TRUE(std::filesystem::exists(key_file));
+  EXPECT_EQ(std::filesystem::status(key_file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  StoreOptions options;
+  options.path = dir.path();
+  ASSERT_TRUE(Store::Open(options).ok());  // the same key again
+  // Another key, a missing one, a malformed one: refused with a reason, nothing overwritten.
+  const std::string other = dir.path() + "/other.key";
+  {
+    std::ofstream(other) << std::string(64, 'a') << "\n";
+  }
+  options.master_key_file = other;
+  EXPECT_EQ(base::GetErrorDetails(Store::Open(options).status()).code, "master_key_mismatch");
+  options.master_key_file = dir.path() + "/nowhere.key";
+  EXPECT_EQ(base::GetErrorDetails(Store::Open(options).status()).code, "master_key_missing");
+  EXPECT_FALSE(std::filesystem::exists(options.master_key_file)) << "no new key for a store that had one";
+  {
+    std::ofstream(other) << "not hex";
+  }
+  options.master_key_file = other;
+  EXPECT_EQ(base::GetErrorDetails(Store::Open(options).status()).code, "master_key_invalid");
+  options.master_key_file = "";
+  EXPECT_TRUE(Store::Open(options).ok());
+}
+
+// What is sealed is not on disk in plaintext, reads back through its key, and is gone for good
+// once the key is destroyed and purged.
+TEST(Store, SealedEventsAreUnreadableOnceTheirKeyIsDestroyed) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  ASSERT_TRUE(store->RunExclusiveAndWait([](StateTxn& t) { return t.EnsureDataKey(1, 7); }).ok());
+  std::string sealed;
+  ASSERT_TRUE(store->RunExclusiveAndWait([&](StateTxn& t) -> absl::Status {
+    RAPPORT_RETURN_IF_ERROR(t.Seal(1, 7, "aad", "trait: Ada Lovelace-Byron", &sealed));
+    t.Put("z-sealed", sealed);
+    return absl::OkStatus();
+  }).ok());
+  EXPECT_EQ(sealed.find("Lovelace"), std::string::npos);
+  auto reader = store->NewStateReader();
+  EXPECT_EQ(*reader->Open(1, "aad", sealed), "trait: Ada Lovelace-Byron");
+  EXPECT_EQ(reader->Open(2, "aad", sealed).status().code(), absl::StatusCode::kNotFound);  // another workspace
+  EXPECT_EQ(reader->KeyedHash(1, "x").size(), 32u);
+  EXPECT_NE(reader->KeyedHash(1, "x"), reader->KeyedHash(2, "x"));
+  reader.reset();  // (an open snapshot would keep the key in the table files until it closes)
+  ASSERT_TRUE(store->RunExclusiveAndWait([](StateTxn& t) {
+    t.DestroyDataKey(1, 7);
+    return absl::OkStatus();
+  }).ok());
+  ASSERT_TRUE(store->Purge(1, {7}).ok());
+  auto later = store->NewStateReader();
+  EXPECT_EQ(base::GetErrorDetails(later->Open(1, "aad", sealed).status()).code, "data_key_destroyed");
 }
 
 TEST(Store, StoresAndReadsBackPerPersonInTimeOrder) {
