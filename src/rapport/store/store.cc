@@ -349,7 +349,11 @@ class GroupTxn final : public StateTxn {
     Put(key, wrapped);
     return absl::OkStatus();
   }
-  void DestroyDataKey(uint32_t ws, uint64_t id) override { Delete(internal::DataKeyKey(ws, id)); }
+  void DestroyDataKey(uint32_t ws, uint64_t id) override {
+    const std::string key = internal::DataKeyKey(ws, id);
+    if (auto wrapped = Get(key); wrapped.ok() && *wrapped) keyring_->Forget(**wrapped);
+    Delete(key);
+  }
   absl::Status Seal(uint32_t ws, uint64_t id, std::string_view aad, std::string_view plaintext,
                     std::string* out) override {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(ws, id));

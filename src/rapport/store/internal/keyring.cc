@@ -16,6 +16,9 @@
 #include "rapport/base/crypto.h"
 #include "rapport/base/endian.h"
 #include "rapport/base/error.h"
+#include "rapport/base/mutex.h"
+#include "rapport/base/strings.h"
+#include "absl/container/flat_hash_map.h"
 
 namespace rapport::store::internal {
 namespace {
@@ -29,6 +32,26 @@ const unsigned char* Bytes(std::string_view s) { return reinterpret_cast<const u
 
 }  // namespace
 
+struct Keyring::Cache {
+  static constexpr size_t kMaxDataKeys = 1 << 16;
+  base::Mutex mu;
+  absl::flat_hash_map<uint32_t, DataKey> keks ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, DataKey> unwrapped ABSL_GUARDED_BY(mu);  // by wrapped form
+};
+
+Keyring::Keyring(const DataKey& master) : master_(master), cache_(std::make_shared<Cache>()) {}
+
+DataKey Keyring::Kek(uint32_t ws) const {
+  {
+    base::MutexLock lock(&cache_->mu);
+    if (auto it = cache_->keks.find(ws); it != cache_->keks.end()) return it->second;
+  }
+  const DataKey kek = Derive(ws, "rpkek001");
+  base::MutexLock lock(&cache_->mu);
+  cache_->keks.emplace(ws, kek);
+  return kek;
+}
+
 DataKey Keyring::Derive(uint64_t subkey, const char context[8]) const {
   RAPPORT_CHECK(master_.has_value());
   base::InitCrypto();
@@ -38,7 +61,7 @@ DataKey Keyring::Derive(uint64_t subkey, const char context[8]) const {
 }
 
 std::pair<DataKey, std::string> Keyring::NewDataKey(uint32_t ws, uint64_t id) const {
-  const DataKey kek = Derive(ws, "rpkek001");
+  const DataKey kek = Kek(ws);
   DataKey key;
   randombytes_buf(key.data(), key.size());
   std::string wrapped(kWrappedSize, '\0');
@@ -60,7 +83,11 @@ absl::StatusOr<DataKey> Keyring::Unwrap(uint32_t ws, uint64_t id, std::string_vi
   if (wrapped.size() != kWrappedSize || wrapped[0] != kWrapVersion) {
     return absl::DataLossError(fmt::format("the data key {} of workspace {} cannot be decoded", id, ws));
   }
-  const DataKey kek = Derive(ws, "rpkek001");
+  {
+    base::MutexLock lock(&cache_->mu);
+    if (auto it = cache_->unwrapped.find(base::AsAbsl(wrapped)); it != cache_->unwrapped.end()) return it->second;
+  }
+  const DataKey kek = Kek(ws);
   const std::string aad = DataKeyKey(ws, id);
   DataKey key;
   unsigned long long n = 0;
@@ -70,7 +97,19 @@ absl::StatusOr<DataKey> Keyring::Unwrap(uint32_t ws, uint64_t id, std::string_vi
     return absl::DataLossError(
         fmt::format("the data key {} of workspace {} does not open with this master key", id, ws));
   }
+  base::MutexLock lock(&cache_->mu);
+  if (cache_->unwrapped.size() >= Cache::kMaxDataKeys) cache_->unwrapped.clear();
+  cache_->unwrapped.emplace(std::string(wrapped), key);
   return key;
+}
+
+void Keyring::Forget(std::string_view wrapped) const {
+  if (!cache_) return;
+  base::MutexLock lock(&cache_->mu);
+  if (auto it = cache_->unwrapped.find(base::AsAbsl(wrapped)); it != cache_->unwrapped.end()) {
+    sodium_memzero(it->second.data(), it->second.size());
+    cache_->unwrapped.erase(it);
+  }
 }
 
 std::string Keyring::KeyedHash(uint32_t ws, std::string_view data) const {

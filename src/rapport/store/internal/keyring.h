@@ -5,6 +5,7 @@
 #define RAPPORT_STORE_INTERNAL_KEYRING_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,11 +15,14 @@
 
 namespace rapport::store::internal {
 
+// Thread-safe. Keeps the workspace keys it derived and the data keys it unwrapped (a bounded
+// cache, by wrapped form: a destroyed key is never asked for again, since its wrapped form is
+// read from the store first).
 class Keyring {
  public:
   // Without a master key: only plaintext can be read, nothing can be sealed.
   Keyring() = default;
-  explicit Keyring(const DataKey& master) : master_(master) {}
+  explicit Keyring(const DataKey& master);
 
   bool has_master() const { return master_.has_value(); }
 
@@ -27,6 +31,8 @@ class Keyring {
   // The data key inside `wrapped` (stored under DataKeyKey(ws, id)). DataLoss if it does not
   // open (a different master key, or altered).
   absl::StatusOr<DataKey> Unwrap(uint32_t ws, uint64_t id, std::string_view wrapped) const;
+  // Drops the unwrapped copy of a destroyed data key from memory.
+  void Forget(std::string_view wrapped) const;
   // BLAKE2b-256 of `data` keyed per workspace: 32 bytes.
   std::string KeyedHash(uint32_t ws, std::string_view data) const;
   // 16 bytes that identify the master key without revealing it (stored to notice a wrong one).
@@ -34,7 +40,11 @@ class Keyring {
 
  private:
   DataKey Derive(uint64_t subkey, const char context[8]) const;
+  // The workspace's key-encryption key (derived once).
+  DataKey Kek(uint32_t ws) const;
   std::optional<DataKey> master_;
+  struct Cache;
+  std::shared_ptr<Cache> cache_;
 };
 
 // 'k' · ws u32 · id u64: a data key in the `state` column family.
