@@ -111,6 +111,7 @@ test('erasure: immediate, complete, receipted; the person cannot come back', asy
   assert.equal(receipt.scope.identifiers, 3);
   assert.equal(receipt.scope.traits, 2);
   assert.ok(receipt.scope.data_keys_destroyed >= 1);
+  assert.equal(receipt.purged, true);
   assert.deepEqual(receipt.suppressed.map((x) => x.type).sort(), ['anonymous_id', 'email', 'user_id']);
   assert.ok(receipt.suppressed.every((x) => /^[0-9a-f]{64}$/.test(x.hash)));
   assert.ok(!erased.text.includes(ZOE.email) && !erased.text.includes(ZOE.userId), 'the receipt names no identifier');

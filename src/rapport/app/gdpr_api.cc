@@ -42,7 +42,7 @@ std::string IdList(const std::vector<uint64_t>& ids) {
 }
 
 std::string ReceiptJson(const profile::Erasure& e, const std::string& receipt, base::Micros erased_at,
-                        base::Micros completed_at, double ms) {
+                        base::Micros completed_at, double ms, bool purged) {
   std::string suppressed;
   for (const profile::Suppression& s : e.suppressed) {
     if (!suppressed.empty()) suppressed += ',';
@@ -51,11 +51,14 @@ std::string ReceiptJson(const profile::Erasure& e, const std::string& receipt, b
   return fmt::format(
       R"({{"receipt_id":{},"profile_id":"{}","erased_at":{},"completed_at":{},"duration_ms":{:.1f},)"
       R"("scope":{{"profiles":{},"events":{},"identifiers":{},"traits":{},"computed_traits":{},"segments":{},)"
-      R"("data_keys_destroyed":{}}},"suppressed":[{}],)"
-      R"("unreadable":"the data keys are destroyed and purged from the disk: every copy of the person's events, traits and identifiers sealed with them (write-ahead log, old table files, copies of the data directory) can no longer be read"}})",
+      R"("data_keys_destroyed":{}}},"suppressed":[{}],"purged":{},"unreadable":{}}})",
       wire::Quote(receipt), e.profile_id, wire::Quote(base::FormatIso8601(erased_at)),
       wire::Quote(base::FormatIso8601(completed_at)), ms, IdList(e.profiles), e.events, e.identifiers, e.traits,
-      e.computed_traits, e.segments, e.destroyed_keys.size(), suppressed);
+      e.computed_traits, e.segments, e.destroyed_keys.size(), suppressed, purged ? "true" : "false",
+      wire::Quote(purged ? "the data keys are destroyed and gone from the disk: what they sealed (the person's events, "
+                           "traits and identifiers in the write-ahead log, old table files and copies of the data "
+                           "directory made without the master key) can no longer be read"
+                         : "the data keys are destroyed; their bytes leave the disk at the next flush and compaction"));
 }
 
 std::string SuppressionJson(const profile::Suppression& s) {
@@ -86,6 +89,11 @@ void EraseProfile(const Services& s, const Caller& key, Request&& req, Responder
     RAPPORT_ASSIGN_OR_RETURN(uint64_t requested, ProfileId(req));
     auto reader = s.store->NewStateReader();
     RAPPORT_ASSIGN_OR_RETURN(profile::ProfileRecord p, profile::Engine::Read(*reader, key.workspace, requested));
+    if (p.event_count > profile::kMaxErasureEvents) {  // (Erase checks again; this keeps it out of the audit log)
+      return base::MakeError(absl::StatusCode::kFailedPrecondition, "erasure_too_large",
+                             fmt::format("profile {} has {} events, more than the {} an erasure takes at once",
+                                         p.id, p.event_count, profile::kMaxErasureEvents));
+    }
     return p.id;  // the live profile (`requested` may have been merged into it)
   }();
   if (!id.ok()) return Answer(std::move(respond), id.status());
@@ -106,14 +114,15 @@ void EraseProfile(const Services& s, const Caller& key, Request&& req, Responder
         if (!status.ok()) return Answer(std::move(respond), status);
         // Off the writer: the purge flushes and compacts.
         std::move(respond).Later([s, ws, result, receipt, erased_at, start]() -> Response {
-          if (absl::Status purged = s.store->Purge(ws, result->destroyed_keys); !purged.ok()) {
+          const absl::Status purged = s.store->Purge(ws, result->destroyed_keys);
+          if (!purged.ok()) {
             // The keys are deleted (nothing reads them any more); their bytes leave the disk at
             // the next flush and compaction instead.
             spdlog::error("erasure {}: purging the destroyed keys failed: {}", receipt, base::AsStd(purged.message()));
           }
           const double ms =
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-          return Json(200, ReceiptJson(*result, receipt, erased_at, s.profiles->Now(), ms));
+          return Json(200, ReceiptJson(*result, receipt, erased_at, s.profiles->Now(), ms, purged.ok()));
         });
       });
 }
@@ -164,6 +173,11 @@ void ListSuppressions(const Services& s, const Caller& key, Request&& req, Respo
 void LiftSuppression(const Services& s, const Caller& key, Request&& req, Responder&& respond) {
   auto hash = HashParam(req);
   if (!hash.ok()) return Answer(std::move(respond), hash.status());
+  // Letting an erased person's identifier in again is recorded like the erasure was.
+  if (absl::Status audited = AuditRead(s, key, "suppression_lift", 0, "hash " + std::string(req.Param("hash")));
+      !audited.ok()) {
+    return Answer(std::move(respond), audited);
+  }
   s.store->RunExclusive(
       [s, ws = key.workspace, hash = *hash](store::StateTxn& txn) { return s.profiles->LiftSuppression(txn, ws, hash); },
       [respond = std::move(respond), hex = std::string(req.Param("hash"))](absl::Status status) mutable {

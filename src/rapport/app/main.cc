@@ -202,6 +202,13 @@ int Serve(const ServeFlags& flags) {
   store_options.clock = clock;
   auto store = store::Store::Open(store_options);
   if (!store.ok()) return Fail(store.status());
+  if (store_options.master_key_file.empty()) {
+    std::fprintf(stderr,
+                 "rapport: warning: the master key is in the data directory (%s/master.key): a copy of the "
+                 "directory can read everything in it, erased people included; keep it elsewhere "
+                 "(--master-key-file, docs/operations.md#master-key)\n",
+                 flags.data.c_str());
+  }
   auto workspaces = trust::Workspaces::Load(store->get(), clock);
   if (!workspaces.ok()) return Fail(workspaces.status());
   if ((*workspaces)->List().empty()) {

@@ -685,8 +685,12 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   std::vector<Identifier> ids;
   std::vector<std::pair<Identifier, std::string>> sources;
   std::vector<BlockedEntry> unusable;
+  // An erased person's identifiers link nothing, in replays too (live events naming them were
+  // refused before they got here).
+  RAPPORT_ASSIGN_OR_RETURN(const absl::flat_hash_set<std::string>* suppressed, engine_.SuppressedOf(txn_, ws_));
   auto take = [&](const wire::RawIdentifier& raw) {
     auto id = identity::Normalize(raw, rules);
+    if (id.ok() && !suppressed->empty() && suppressed->contains(txn_.KeyedHash(ws_, SuppressionInput(*id)))) return;
     if (!id.ok()) {
       unusable.push_back({ts, f.message_id, fmt::format("{}:{}", raw.type, raw.value),
                           fmt::format("{} (from {})", base::AsStd(id.status().message()), raw.source)});
@@ -940,7 +944,10 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
   absl::flat_hash_set<uint64_t> held;
   for (const auto& [seq, key] : sealed_with) {
     RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* owner, Load(now_in[seq]));
-    if (!owner) continue;
+    if (!owner) {
+      held.insert(key);  // it names nobody now: it stays readable with its key
+      continue;
+    }
     const bool holds = key == owner->id || std::find(owner->keys.begin(), owner->keys.end(), key) != owner->keys.end();
     if (!holds) {
       RAPPORT_RETURN_IF_ERROR(txn_.EnsureDataKey(ws_, owner->id));
@@ -1206,21 +1213,21 @@ absl::StatusOr<std::vector<uint64_t>> Engine::Split(store::StateTxn& state, uint
 absl::Status Engine::Run::Erase(ProfileRecord& p, Erasure* out) {
   out->profile_id = p.id;
   // Events and the timeline (membership changes included).
-  std::vector<std::string> timeline;
-  RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, p.id), "", [&](std::string_view k, std::string_view) {
-    timeline.emplace_back(k);
+  std::vector<std::pair<std::string, std::string>> timeline;  // key, messageId (events)
+  RAPPORT_RETURN_IF_ERROR(txn_.Scan(TimelinePrefix(ws_, p.id), "", [&](std::string_view k, std::string_view v) {
+    timeline.emplace_back(k, v);
     return true;
   }));
-  for (const std::string& k : timeline) {
+  for (const auto& [k, message_id] : timeline) {
     txn_.Delete(k);
     auto entry = DecodeTimelineKey(k);
     if (!entry || k.size() != TimelineKey(ws_, p.id, 0, 0).size()) continue;  // a membership change
     RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, txn_.ReadEvent(entry->seq));
-    if (!event) continue;
-    // Its person-index entries are under the userId and anonymousId as sent.
-    std::string user_id, anonymous_id, message_id;
-    if (auto facts = wire::ReadEventFacts(event->payload); facts.ok()) {
-      message_id = facts->message_id;
+    // Its person-index entries are under the userId and anonymousId as sent (an event that does
+    // not parse is deleted all the same, with its deduplication record).
+    std::string user_id, anonymous_id;
+    if (auto facts = event ? wire::ReadEventFacts(event->payload) : absl::StatusOr<wire::EventFacts>(absl::NotFoundError(""));
+        facts.ok()) {
       for (const wire::RawIdentifier& raw : facts->identifiers) {
         if (raw.source == "userId") user_id = raw.value;
         if (raw.source == "anonymousId") anonymous_id = raw.value;
@@ -1246,7 +1253,10 @@ absl::Status Engine::Run::Erase(ProfileRecord& p, Erasure* out) {
     if (!other || other->id == p.id) continue;
     std::erase_if(other->conflicts, is_mine);
     std::erase_if(other->blocked, [&](const BlockedEntry& b) {
-      return std::any_of(mine.begin(), mine.end(), [&](const Identifier& id) { return b.identifier == id.ToString(); });
+      return std::any_of(mine.begin(), mine.end(), [&](const Identifier& id) {
+        const std::string named = id.ToString();
+        return b.identifier == named || b.reason.find(named) != std::string::npos;
+      });
     });
     Dirty(other->id);
   }

@@ -496,6 +496,8 @@ TEST(Engine, EraseAfterASplitKeepsTheOtherSide) {
   ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
     return h.engine().Split(t, kWs, before, {"anonymous_id", "tablet", "api"}).status();
   }).ok());
+  // A link the split refuses: both profiles record it, naming the other's identifier.
+  h.Send({Make("5", 500, "identify", R"("anonymousId":"tablet","userId":"ann")")});
   auto ann = *h.Lookup("user_id", "ann");
   auto kid = *h.Lookup("anonymous_id", "tablet");
   ASSERT_NE(ann.id, kid.id);
@@ -511,11 +513,14 @@ TEST(Engine, EraseAfterASplitKeepsTheOtherSide) {
   ASSERT_TRUE(h.store().Purge(kWs, erased.destroyed_keys).ok());
   EXPECT_EQ(h.TimelineIds(kid.id), (std::vector<std::string>{"3", "4"}));
   EXPECT_EQ(h.Lookup("anonymous_id", "tablet")->FindTrait("name")->json, "\"Kid\"");
+  // (The refused link's event "5" was Ann's: it went with her.)
   // The kid's profile no longer keeps Ann's identifiers (its record of the refused link).
-  for (const auto& b : h.Lookup("anonymous_id", "tablet")->blocked) {
+  const ProfileRecord kid_after = *h.Lookup("anonymous_id", "tablet");
+  for (const auto& b : kid_after.blocked) {
     EXPECT_EQ(b.identifier.find("ann"), std::string::npos) << b.identifier;
+    EXPECT_EQ(b.reason.find("ann"), std::string::npos) << b.reason;
   }
-  for (const auto& c : h.Lookup("anonymous_id", "tablet")->conflicts) EXPECT_EQ(c.value.find("ann"), std::string::npos);
+  for (const auto& c : kid_after.conflicts) EXPECT_EQ(c.value.find("ann"), std::string::npos);
   EXPECT_EQ(h.StoredEvents().size(), 2u);
 }
 

@@ -1472,6 +1472,7 @@ absl::Status Store::Purge(uint32_t ws, const std::vector<uint64_t>& destroyed_ke
   if (destroyed_keys.empty()) return absl::OkStatus();
   rocksdb::CompactRangeOptions compact;
   compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  compact.exclusive_manual_compaction = false;  // automatic compactions go on meanwhile
   const auto [lo, hi] = std::minmax_element(destroyed_keys.begin(), destroyed_keys.end());
   const std::string first = internal::DataKeyKey(ws, *lo), last = internal::DataKeyKey(ws, *hi);
   const rocksdb::Slice begin(first), end(last);
