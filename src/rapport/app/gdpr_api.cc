@@ -140,13 +140,10 @@ void ListSuppressions(const Services& s, const Caller& key, Request&& req, Respo
         return base::InvalidField("missing_parameter", type ? "value" : "type",
                                   "to find an identifier's suppression, give both type and value");
       }
-      RAPPORT_ASSIGN_OR_RETURN(std::string hash, s.profiles->SuppressionHash(
-                                                     *reader, key.workspace, {std::string(*type), std::string(*value), "api"}));
-      RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored,
-                               reader->Get(profile::SuppressionKey(key.workspace, hash)));
-      if (stored) {
-        if (auto decoded = profile::DecodeSuppression(hash, *stored)) found.push_back(*std::move(decoded));
-      }
+      RAPPORT_ASSIGN_OR_RETURN(std::optional<profile::Suppression> one,
+                               s.profiles->FindSuppression(*reader, key.workspace,
+                                                           {std::string(*type), std::string(*value), "api"}));
+      if (one) found.push_back(*std::move(one));
     } else {
       std::string after;
       if (auto cursor = req.Query("cursor")) {

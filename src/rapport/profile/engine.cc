@@ -41,10 +41,10 @@ absl::Status Corrupt(std::string_view what, uint64_t id) {
 // only the survivor and stay plain.
 constexpr char kSealed = '\x80';
 
-// The stored bytes of `plain`, to be written under `key` for profile `id`.
+// The stored bytes of `plain`, to be written under `key` for profile `id` (whose data key is made
+// with its first record).
 absl::StatusOr<std::string> Sealed(store::StateTxn& state, uint32_t ws, uint64_t id, std::string_view key,
                                    std::string_view plain) {
-  RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(ws, id));
   std::string out(1, kSealed);
   RAPPORT_RETURN_IF_ERROR(state.Seal(ws, id, key, plain, &out));
   return out;
@@ -685,12 +685,18 @@ absl::StatusOr<uint64_t> Engine::Run::ApplyEvent(const wire::EventFacts& f, base
   std::vector<Identifier> ids;
   std::vector<std::pair<Identifier, std::string>> sources;
   std::vector<BlockedEntry> unusable;
-  // An erased person's identifiers link nothing, in replays too (live events naming them were
-  // refused before they got here).
-  RAPPORT_ASSIGN_OR_RETURN(const absl::flat_hash_set<std::string>* suppressed, engine_.SuppressedOf(txn_, ws_));
+  // In a replay, an erased person's identifiers link nothing (a live event naming them was
+  // refused before it got here: Engine::CheckSuppressed).
+  const absl::flat_hash_set<std::string>* suppressed = nullptr;
+  if (replaying_) {
+    RAPPORT_ASSIGN_OR_RETURN(suppressed, engine_.SuppressedOf(txn_, ws_));
+  }
   auto take = [&](const wire::RawIdentifier& raw) {
     auto id = identity::Normalize(raw, rules);
-    if (id.ok() && !suppressed->empty() && suppressed->contains(txn_.KeyedHash(ws_, SuppressionInput(*id)))) return;
+    if (id.ok() && suppressed && !suppressed->empty() &&
+        suppressed->contains(txn_.KeyedHash(ws_, SuppressionInput(*id)))) {
+      return;
+    }
     if (!id.ok()) {
       unusable.push_back({ts, f.message_id, fmt::format("{}:{}", raw.type, raw.value),
                           fmt::format("{} (from {})", base::AsStd(id.status().message()), raw.source)});
@@ -949,10 +955,7 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
       continue;
     }
     const bool holds = key == owner->id || std::find(owner->keys.begin(), owner->keys.end(), key) != owner->keys.end();
-    if (!holds) {
-      RAPPORT_RETURN_IF_ERROR(txn_.EnsureDataKey(ws_, owner->id));
-      RAPPORT_RETURN_IF_ERROR(txn_.ResealEvent(seq, owner->id));
-    }
+    if (!holds) RAPPORT_RETURN_IF_ERROR(txn_.ResealEvent(seq, owner->id));
   }
   for (const auto& [id, r] : records_) {
     if (r.merged_into) continue;
@@ -975,7 +978,11 @@ absl::StatusOr<uint64_t> Engine::Run::Rebuild(const std::vector<uint64_t>& closu
     Dirty(old_id);
   }
   reuse_.clear();
-  return extra_facts ? now_in[extra_seq] : 0;
+  if (!extra_facts) return 0;
+  // The live profile the extra event is on (a later event of the replay may have merged the one
+  // it landed on): its key seals the event.
+  RAPPORT_ASSIGN_OR_RETURN(ProfileRecord* holder, Load(now_in[extra_seq]));
+  return holder ? holder->id : 0;
 }
 
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {
@@ -1063,8 +1070,7 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
       const uint64_t pid,
       run.ApplyEvent(p.facts, event.timestamp, seq, true, observed, judge ? &admission : nullptr));
   if (admission.refused.ok()) {
-    RAPPORT_RETURN_IF_ERROR(run.Flush());
-    if (pid) RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(event.workspace, pid));
+    RAPPORT_RETURN_IF_ERROR(run.Flush());  // seals the profile's record: its key exists
     return store::Verdict{.seal_key = pid};
   }
   // Refused; nothing is written yet. When it changes what the person chose, that change is
@@ -1077,7 +1083,6 @@ absl::StatusOr<store::Verdict> Engine::Apply(const store::EventWrite& event, uin
   state.ReplaceEvent(seq, record);  // what the group's readers (a recompute) see of this seq
   RAPPORT_ASSIGN_OR_RETURN(const uint64_t holder, run.ApplyEvent(facts, event.timestamp, seq, true));
   RAPPORT_RETURN_IF_ERROR(run.Flush());
-  if (holder) RAPPORT_RETURN_IF_ERROR(state.EnsureDataKey(event.workspace, holder));
   return store::Verdict{
       .refused = std::move(admission.refused), .stored_instead = std::move(record), .seal_key = holder};
 }
@@ -1223,18 +1228,18 @@ absl::Status Engine::Run::Erase(ProfileRecord& p, Erasure* out) {
     auto entry = DecodeTimelineKey(k);
     if (!entry || k.size() != TimelineKey(ws_, p.id, 0, 0).size()) continue;  // a membership change
     RAPPORT_ASSIGN_OR_RETURN(std::optional<store::StoredEvent> event, txn_.ReadEvent(entry->seq));
+    if (!event) continue;
     // Its person-index entries are under the userId and anonymousId as sent (an event that does
-    // not parse is deleted all the same, with its deduplication record).
+    // not parse is deleted all the same, with its deduplication record: sent again, it is
+    // refused by the suppression list).
     std::string user_id, anonymous_id;
-    if (auto facts = event ? wire::ReadEventFacts(event->payload) : absl::StatusOr<wire::EventFacts>(absl::NotFoundError(""));
-        facts.ok()) {
+    if (auto facts = wire::ReadEventFacts(event->payload); facts.ok()) {
       for (const wire::RawIdentifier& raw : facts->identifiers) {
         if (raw.source == "userId") user_id = raw.value;
         if (raw.source == "anonymousId") anonymous_id = raw.value;
       }
     }
-    // Its deduplication record goes too: sent again, it is refused by the suppression list.
-    RAPPORT_RETURN_IF_ERROR(txn_.DeleteEvent(entry->seq, message_id, user_id, anonymous_id));
+    RAPPORT_RETURN_IF_ERROR(txn_.DeleteEvent(*event, message_id, user_id, anonymous_id));
     ++out->events;
   }
   // Computed traits and memberships (and the segments' counts).
@@ -1320,8 +1325,7 @@ absl::StatusOr<Erasure> Engine::Erase(store::StateTxn& state, uint32_t ws, uint6
                            fmt::format("profile {} has {} events, more than the {} an erasure takes at once",
                                        p->id, p->event_count, kMaxErasureEvents));
   }
-  RAPPORT_ASSIGN_OR_RETURN(const absl::flat_hash_set<std::string>* loaded, SuppressedOf(state, ws));
-  (void)loaded;
+  RAPPORT_RETURN_IF_ERROR(SuppressedOf(state, ws).status());  // loaded before it grows below
   Erasure out;
   const base::Micros now = Now();
   for (const IdentityEntry& e : p->identities) {
@@ -1396,6 +1400,16 @@ absl::StatusOr<std::string> Engine::SuppressionHash(store::StateReader& state, u
   RAPPORT_ASSIGN_OR_RETURN(std::shared_ptr<const identity::MergeRules> rules, ReadRules(state, ws));
   RAPPORT_ASSIGN_OR_RETURN(Identifier id, identity::Normalize(raw, *rules));
   return state.KeyedHash(ws, SuppressionInput(id));
+}
+
+absl::StatusOr<std::optional<Suppression>> Engine::FindSuppression(store::StateReader& state, uint32_t ws,
+                                                                   const wire::RawIdentifier& raw) const {
+  RAPPORT_ASSIGN_OR_RETURN(std::string hash, SuppressionHash(state, ws, raw));
+  RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> stored, state.Get(SuppressionKey(ws, hash)));
+  if (!stored) return std::nullopt;
+  auto s = DecodeSuppression(hash, *stored);
+  if (!s) return absl::DataLossError("a suppression record cannot be decoded");
+  return s;
 }
 
 absl::Status Engine::LiftSuppression(store::StateTxn& state, uint32_t ws, std::string_view hash) {

@@ -162,6 +162,9 @@ class Engine final : public store::CommitHook {
   // InvalidArgument if it is not an identifier.
   absl::StatusOr<std::string> SuppressionHash(store::StateReader& state, uint32_t ws,
                                               const wire::RawIdentifier& identifier) const;
+  // The suppression of an identifier, or nullopt if it is not suppressed.
+  absl::StatusOr<std::optional<Suppression>> FindSuppression(store::StateReader& state, uint32_t ws,
+                                                             const wire::RawIdentifier& identifier) const;
   // Writer thread (RunExclusive): lifts a suppression; events naming the identifier are stored
   // again from the next one. NotFound (suppression_not_found) if there is none.
   absl::Status LiftSuppression(store::StateTxn& state, uint32_t ws, std::string_view hash);

@@ -524,6 +524,33 @@ TEST(Engine, EraseAfterASplitKeepsTheOtherSide) {
   EXPECT_EQ(h.StoredEvents().size(), 2u);
 }
 
+// An event of another person that named the erased one (a link merge protection refused) stays
+// on that person's timeline; replaying it (a split, a late event) must not link the erased
+// identifier to them.
+TEST(Engine, ARebuildAfterAnErasureDoesNotLinkTheErasedIdentifiers) {
+  Harness h;
+  h.Send({Make("1", 100, "identify", R"("userId":"ann","traits":{"email":"ann@x.nl"})"),
+          Make("2", 200, "identify", R"("userId":"bob","anonymousId":"b-phone")"),
+          // Bob types Ann's email: a second user_id for her profile, so the link is refused.
+          Make("3", 300, "identify", R"("userId":"bob","traits":{"email":"ann@x.nl"})")});
+  const uint64_t ann = h.Lookup("user_id", "ann")->id;
+  const uint64_t bob = h.Lookup("user_id", "bob")->id;
+  ASSERT_NE(ann, bob);
+  ASSERT_EQ(h.Lookup("email", "ann@x.nl")->id, ann);
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Erase(t, kWs, ann, "er_1").status();
+  }).ok());
+  // A split of Bob rebuilds him from his events, event 3 included.
+  ASSERT_TRUE(h.store().RunExclusiveAndWait([&](store::StateTxn& t) {
+    return h.engine().Split(t, kWs, bob, {"anonymous_id", "b-phone", "api"}).status();
+  }).ok());
+  EXPECT_EQ(h.Lookup("email", "ann@x.nl").status().code(), absl::StatusCode::kNotFound);
+  const ProfileRecord b = *h.Lookup("user_id", "bob");
+  for (const auto& e : b.identities) EXPECT_NE(e.identifier.value, "ann@x.nl");
+  for (const auto& x : b.blocked) EXPECT_EQ(x.identifier.find("ann"), std::string::npos) << x.identifier;
+  h.ExpectKeysHeld(b);
+}
+
 // Random events over a small identifier space, ingested in two arrival orders (same
 // timestamps, different batching): identical profiles, traits and timelines.
 TEST(Engine, ProfilesDoNotDependOnArrivalOrder) {

@@ -338,17 +338,6 @@ class GroupTxn final : public StateTxn {
     return keyring_->KeyedHash(ws, data);
   }
 
-  absl::Status EnsureDataKey(uint32_t ws, uint64_t id) override {
-    const std::string key = internal::DataKeyKey(ws, id);
-    RAPPORT_ASSIGN_OR_RETURN(std::optional<std::string> existing, Get(key));
-    if (existing) return absl::OkStatus();
-    if (!keyring_->has_master()) {
-      return absl::FailedPreconditionError("the store was opened without a master key: it cannot create data keys");
-    }
-    auto [data_key, wrapped] = keyring_->NewDataKey(ws, id);
-    Put(key, wrapped);
-    return absl::OkStatus();
-  }
   void DestroyDataKey(uint32_t ws, uint64_t id) override {
     const std::string key = internal::DataKeyKey(ws, id);
     if (auto wrapped = Get(key); wrapped.ok() && *wrapped) keyring_->Forget(**wrapped);
@@ -356,9 +345,8 @@ class GroupTxn final : public StateTxn {
   }
   absl::Status Seal(uint32_t ws, uint64_t id, std::string_view aad, std::string_view plaintext,
                     std::string* out) override {
-    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(ws, id));
-    if (!key) return absl::InternalError(fmt::format("sealing with data key {} of workspace {}, which does not exist", id, ws));
-    SealPersonalData(*key, id, aad, plaintext, out);
+    RAPPORT_ASSIGN_OR_RETURN(DataKey key, MadeDataKey(ws, id));
+    SealPersonalData(key, id, aad, plaintext, out);
     return absl::OkStatus();
   }
   absl::Status ResealEvent(uint64_t seq, uint64_t key_id) override {
@@ -369,30 +357,28 @@ class GroupTxn final : public StateTxn {
     RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, ReadEvent(seq));
     if (!e) return absl::NotFoundError(fmt::format("there is no event {} to seal again", seq));
     if (e->key_id == key_id) return absl::OkStatus();
-    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> key, DataKeyOf(e->workspace, key_id));
-    if (!key) return absl::InternalError(fmt::format("sealing with data key {}, which does not exist", key_id));
+    RAPPORT_ASSIGN_OR_RETURN(DataKey key, MadeDataKey(e->workspace, key_id));
     EventWrite w;
     w.workspace = e->workspace;
     w.timestamp = e->timestamp;
     w.received_at = e->received_at;
     w.payload = std::move(e->payload);
-    event_writes_.insert_or_assign(seq, internal::EventValue(w, seq, key_id, &*key));
+    event_writes_.insert_or_assign(seq, internal::EventValue(w, seq, key_id, &key));
     return absl::OkStatus();
   }
-  absl::Status DeleteEvent(uint64_t seq, std::string_view message_id, std::string_view user_id,
+  absl::Status DeleteEvent(const StoredEvent& e, std::string_view message_id, std::string_view user_id,
                            std::string_view anonymous_id) override {
+    const uint64_t seq = e.seq;
     if (group_events_.contains(seq)) {
       return absl::InternalError(fmt::format("event {} cannot be deleted while it is being stored", seq));
     }
-    RAPPORT_ASSIGN_OR_RETURN(std::optional<StoredEvent> e, ReadEvent(seq));
-    if (!e) return absl::OkStatus();
     event_writes_.insert_or_assign(seq, std::nullopt);
-    if (!message_id.empty()) dedupe_deletes_.push_back(DedupeKey(e->workspace, message_id));
+    if (!message_id.empty()) dedupe_deletes_.push_back(DedupeKey(e.workspace, message_id));
     if (!user_id.empty() && user_id.size() <= 0xFFFF) {
-      person_deletes_.push_back(PersonKey(e->workspace, IdKind::kUserId, user_id, e->timestamp, seq));
+      person_deletes_.push_back(PersonKey(e.workspace, IdKind::kUserId, user_id, e.timestamp, seq));
     }
     if (!anonymous_id.empty() && anonymous_id.size() <= 0xFFFF) {
-      person_deletes_.push_back(PersonKey(e->workspace, IdKind::kAnonymousId, anonymous_id, e->timestamp, seq));
+      person_deletes_.push_back(PersonKey(e.workspace, IdKind::kAnonymousId, anonymous_id, e.timestamp, seq));
     }
     return absl::OkStatus();
   }
@@ -468,6 +454,17 @@ class GroupTxn final : public StateTxn {
  private:
   absl::StatusOr<std::optional<DataKey>> DataKeyOf(uint32_t ws, uint64_t id) {
     return ReadDataKey(*keyring_, ws, id, [&](std::string_view k) { return Get(k); });
+  }
+  // Data key `id` of `ws`, made now if it does not exist.
+  absl::StatusOr<DataKey> MadeDataKey(uint32_t ws, uint64_t id) {
+    RAPPORT_ASSIGN_OR_RETURN(std::optional<DataKey> existing, DataKeyOf(ws, id));
+    if (existing) return *existing;
+    if (!keyring_->has_master()) {
+      return absl::FailedPreconditionError("the store was opened without a master key: it cannot make data keys");
+    }
+    auto [key, wrapped] = keyring_->NewDataKey(ws, id);
+    Put(internal::DataKeyKey(ws, id), wrapped);
+    return key;
   }
 
   rocksdb::DB* db_;

@@ -159,20 +159,20 @@ class StateTxn : public StateReader {
   virtual void ReplaceEvent(uint64_t seq, std::string payload) = 0;
 
   // --- Data keys (docs/formats/store.md#data-keys): one per profile, id = the profile's id.
-  // Creates the data key `id` of `ws` unless it exists.
-  virtual absl::Status EnsureDataKey(uint32_t ws, uint64_t id) = 0;
-  // Destroys it: what it sealed can no longer be read, here or in any copy, once the commit is
-  // written and Store::Purge has run.
-  virtual void DestroyDataKey(uint32_t ws, uint64_t id) = 0;
-  // Appends `plaintext` sealed with data key `id` of `ws` (which must exist) to `out`.
+  // Appends `plaintext` sealed with data key `id` of `ws` to `out`, making that key first if it
+  // does not exist.
   virtual absl::Status Seal(uint32_t ws, uint64_t id, std::string_view aad, std::string_view plaintext,
                             std::string* out) = 0;
-  // Seals the stored event `seq` again with data key `key_id` (its bytes change, not its payload).
-  // NotFound if there is no such event.
+  // Destroys data key `id`: what it sealed can no longer be read, here or in any copy, once the
+  // commit is written and Store::Purge has run.
+  virtual void DestroyDataKey(uint32_t ws, uint64_t id) = 0;
+  // Seals the stored event `seq` again with data key `key_id` (made if it does not exist; the
+  // event's bytes change, not its payload). NotFound if there is no such event.
   virtual absl::Status ResealEvent(uint64_t seq, uint64_t key_id) = 0;
-  // Deletes the stored event `seq`, its deduplication record (under `message_id`) and its
-  // person-index entries under `user_id` and `anonymous_id` (as sent; "" for none).
-  virtual absl::Status DeleteEvent(uint64_t seq, std::string_view message_id, std::string_view user_id,
+  // Deletes the stored event `e` (as ReadEvent returned it), its deduplication record (under
+  // `message_id`) and its person-index entries under `user_id` and `anonymous_id` (as sent; ""
+  // for none).
+  virtual absl::Status DeleteEvent(const StoredEvent& e, std::string_view message_id, std::string_view user_id,
                                    std::string_view anonymous_id) = 0;
 };
 
@@ -194,7 +194,8 @@ struct Verdict {
   // nothing. The hook's state writes for the event must match it (StateTxn::ReplaceEvent shows
   // it to the group's readers while the hook works).
   std::string stored_instead;
-  // The data key (StateTxn::EnsureDataKey) the stored payload is sealed with; 0: plaintext.
+  // The data key the stored payload is sealed with (one the hook sealed with: it exists); 0:
+  // plaintext.
   uint64_t seal_key = 0;
 };
 

@@ -142,10 +142,9 @@ TEST(Store, KeepsToTheMasterKeyItWasWrittenWith) {
 TEST(Store, SealedEventsAreUnreadableOnceTheirKeyIsDestroyed) {
   TempDir dir;
   auto store = OpenStore(dir.path());
-  ASSERT_TRUE(store->RunExclusiveAndWait([](StateTxn& t) { return t.EnsureDataKey(1, 7); }).ok());
   std::string sealed;
   ASSERT_TRUE(store->RunExclusiveAndWait([&](StateTxn& t) -> absl::Status {
-    RAPPORT_RETURN_IF_ERROR(t.Seal(1, 7, "aad", "trait: Ada Lovelace-Byron", &sealed));
+    RAPPORT_RETURN_IF_ERROR(t.Seal(1, 7, "aad", "trait: Ada Lovelace-Byron", &sealed));  // makes key 7
     t.Put("z-sealed", sealed);
     return absl::OkStatus();
   }).ok());

@@ -35,21 +35,22 @@ const unsigned char* Bytes(std::string_view s) { return reinterpret_cast<const u
 struct Keyring::Cache {
   static constexpr size_t kMaxDataKeys = 1 << 16;
   base::Mutex mu;
-  absl::flat_hash_map<uint32_t, DataKey> keks ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::pair<uint32_t, std::string>, DataKey> derived ABSL_GUARDED_BY(mu);  // ws, context
   absl::flat_hash_map<std::string, DataKey> unwrapped ABSL_GUARDED_BY(mu);  // by wrapped form
 };
 
 Keyring::Keyring(const DataKey& master) : master_(master), cache_(std::make_shared<Cache>()) {}
 
-DataKey Keyring::Kek(uint32_t ws) const {
+DataKey Keyring::WorkspaceKey(uint32_t ws, const char context[8]) const {
+  std::pair<uint32_t, std::string> id{ws, std::string(context, 8)};
   {
     base::MutexLock lock(&cache_->mu);
-    if (auto it = cache_->keks.find(ws); it != cache_->keks.end()) return it->second;
+    if (auto it = cache_->derived.find(id); it != cache_->derived.end()) return it->second;
   }
-  const DataKey kek = Derive(ws, "rpkek001");
+  const DataKey key = Derive(ws, context);
   base::MutexLock lock(&cache_->mu);
-  cache_->keks.emplace(ws, kek);
-  return kek;
+  cache_->derived.emplace(std::move(id), key);
+  return key;
 }
 
 DataKey Keyring::Derive(uint64_t subkey, const char context[8]) const {
@@ -61,7 +62,7 @@ DataKey Keyring::Derive(uint64_t subkey, const char context[8]) const {
 }
 
 std::pair<DataKey, std::string> Keyring::NewDataKey(uint32_t ws, uint64_t id) const {
-  const DataKey kek = Kek(ws);
+  const DataKey kek = WorkspaceKey(ws, "rpkek001");
   DataKey key;
   randombytes_buf(key.data(), key.size());
   std::string wrapped(kWrappedSize, '\0');
@@ -87,7 +88,7 @@ absl::StatusOr<DataKey> Keyring::Unwrap(uint32_t ws, uint64_t id, std::string_vi
     base::MutexLock lock(&cache_->mu);
     if (auto it = cache_->unwrapped.find(base::AsAbsl(wrapped)); it != cache_->unwrapped.end()) return it->second;
   }
-  const DataKey kek = Kek(ws);
+  const DataKey kek = WorkspaceKey(ws, "rpkek001");
   const std::string aad = DataKeyKey(ws, id);
   DataKey key;
   unsigned long long n = 0;
@@ -113,7 +114,7 @@ void Keyring::Forget(std::string_view wrapped) const {
 }
 
 std::string Keyring::KeyedHash(uint32_t ws, std::string_view data) const {
-  const DataKey key = Derive(ws, "rphash01");
+  const DataKey key = WorkspaceKey(ws, "rphash01");
   std::string out(crypto_generichash_BYTES, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(), Bytes(data), data.size(),
                      key.data(), key.size());

@@ -40,8 +40,8 @@ class Keyring {
 
  private:
   DataKey Derive(uint64_t subkey, const char context[8]) const;
-  // The workspace's key-encryption key (derived once).
-  DataKey Kek(uint32_t ws) const;
+  // A key of the workspace derived for `context` (once, then cached).
+  DataKey WorkspaceKey(uint32_t ws, const char context[8]) const;
   std::optional<DataKey> master_;
   struct Cache;
   std::shared_ptr<Cache> cache_;
